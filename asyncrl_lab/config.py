@@ -1,0 +1,122 @@
+"""One dataclass per algorithm, validated on construction.
+
+A bad value raises a ValueError that names the field, the value and what is allowed, before any
+process starts. Defaults follow the paper (REFERENCE.md) where it gives one; values marked
+(impl) are common implementation defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+START_METHODS = ("spawn", "fork", "forkserver")
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+def _fail(cls_name: str, name: str, value, allowed: str):
+    raise ValueError(f"{cls_name}.{name}={value!r} is not allowed: {name} must be {allowed}")
+
+
+@dataclass(frozen=True)
+class AsyncConfig:
+    """Settings shared by every asynchronous method (one process per actor-learner)."""
+
+    env: str = "CartPole-v1"
+    workers: int = 2
+    total_steps: int = 200_000
+    seed: int = 0
+    gamma: float = 0.99
+    lr: float = 7e-4
+    lr_anneal: bool = True  # linearly to 0 at total_steps, as in the paper
+    optimizer: str = "rmsprop"
+    shared_optimizer_stats: bool = True  # the paper's "shared RMSProp"; False: per-worker statistics
+    rmsprop_alpha: float = 0.99
+    optimizer_eps: float = 0.1  # (impl) large eps for shared RMSProp; eps is outside the sqrt
+    max_grad_norm: float = 40.0  # (impl)
+    hidden_sizes: tuple = (64, 64)  # MLP trunk for vector observations; Atari uses the paper's conv net
+    sticky_actions: bool = False  # Atari: the paper has none; ALE v5 defaults to 0.25
+    episodic_life: bool = False  # Atari: a lost life ends the training episode
+    start_method: str = "spawn"
+
+    def __post_init__(self):
+        name = type(self).__name__
+        ints = {
+            "workers": (self.workers, 1, "an integer >= 1"),
+            "total_steps": (self.total_steps, 1, "an integer >= 1"),
+            "seed": (self.seed, 0, "an integer >= 0"),
+        }
+        for key, (value, low, allowed) in ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                _fail(name, key, value, allowed)
+        self._check_float("gamma", lambda g: 0.0 < g <= 1.0, "in (0, 1]")
+        self._check_float("lr", lambda v: v > 0, "a positive number")
+        self._check_float("rmsprop_alpha", lambda v: 0.0 < v < 1.0, "in (0, 1)")
+        self._check_float("optimizer_eps", lambda v: v > 0, "a positive number")
+        self._check_float("max_grad_norm", lambda v: v > 0, "a positive number")
+        for key in ("lr_anneal", "shared_optimizer_stats", "sticky_actions", "episodic_life"):
+            if not isinstance(getattr(self, key), bool):
+                _fail(name, key, getattr(self, key), "True or False")
+        if self.optimizer not in OPTIMIZERS:
+            _fail(name, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        if self.start_method not in START_METHODS:
+            _fail(name, "start_method", self.start_method, f"one of {START_METHODS}")
+        sizes = self.hidden_sizes
+        if isinstance(sizes, list):
+            sizes = tuple(sizes)
+            object.__setattr__(self, "hidden_sizes", sizes)
+        if not (isinstance(sizes, tuple) and sizes and all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)):
+            _fail(name, "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers")
+        if not isinstance(self.env, str) or not self.env:
+            _fail(name, "env", self.env, "a Gymnasium environment id such as 'CartPole-v1'")
+        from .envs import check_env_id  # deferred: imports gymnasium and ale_py
+
+        check_env_id(self.env)
+
+    def _check_float(self, key, ok, allowed):
+        value = getattr(self, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(type(self).__name__, key, value, f"a number {allowed}")
+        if not math.isfinite(value) or not ok(value):
+            _fail(type(self).__name__, key, value, allowed)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class A3CConfig(AsyncConfig):
+    """Asynchronous advantage actor-critic, feed-forward (Algorithm S3)."""
+
+    t_max: int = 5
+    entropy_beta: float = 0.01
+    value_loss_coef: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.t_max, bool) or not isinstance(self.t_max, int) or self.t_max < 1:
+            _fail(type(self).__name__, "t_max", self.t_max, "an integer >= 1")
+        self._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
+        self._check_float("value_loss_coef", lambda v: v > 0, "a positive number")
+
+
+CONFIGS = {"a3c": A3CConfig}
+
+
+def config_for(algo: str) -> type:
+    """The config class of an algorithm name, or a ValueError listing the known ones."""
+    if not isinstance(algo, str) or algo.lower() not in CONFIGS:
+        raise ValueError(f"unknown algorithm {algo!r}; available: {sorted(CONFIGS)}")
+    return CONFIGS[algo.lower()]
+
+
+__all__ = ["AsyncConfig", "A3CConfig", "CONFIGS", "config_for"]

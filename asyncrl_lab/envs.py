@@ -1,0 +1,128 @@
+"""Environments: Gymnasium ids with discrete actions; Atari ids get the paper's preprocessing.
+
+Atari preprocessing (Mnih et al. 2015/2016), built from Gymnasium's own wrappers where they fit:
+
+* no-op starts (up to 30 no-ops), frame skip 4 with a max over the last two frames,
+  84x84 grayscale (`AtariPreprocessing`), then a stack of the last 4 frames;
+* training rewards clipped to [-1, 1]; evaluation sees the raw rewards;
+* sticky actions off by default, as in the paper (ALE v5 ids default to 0.25; pass
+  ``sticky_actions=True`` to keep them);
+* optional episodic life: a lost life ends the *training* episode without resetting the game
+  (Gymnasium's ``terminal_on_life_loss`` resets the whole game instead, which is not the same).
+
+Every env records its true episode statistics (unclipped return, length in agent steps, over the
+whole game) in ``info["episode"]`` when a real episode ends; workers log those.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (AtariPreprocessing, ClipReward, FrameStackObservation,
+                                RecordEpisodeStatistics)
+
+try:
+    import ale_py
+
+    gym.register_envs(ale_py)
+except ImportError:  # Atari is optional for the package; requirements.txt installs it
+    ale_py = None
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a ValueError naming close matches when `env_id` is not a registered Gymnasium id."""
+    if ":" in env_id:  # "module:EnvId" registers the env on import, as gym.make does
+        module, _, _ = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"environment {env_id!r}: cannot import module {module!r} ({exc})") from None
+        env_id = env_id.partition(":")[2]
+    if env_id in gym.registry:
+        return
+    known = list(gym.registry)
+    close = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
+    close += [k for k in known if env_id.lower() in k.lower() and k not in close][: 5 - len(close)]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
+        "; see gymnasium.pprint_registry() for the available ids"
+    raise ValueError(f"unknown environment id {env_id!r}{hint}")
+
+
+def is_atari(env_id: str) -> bool:
+    spec = gym.spec(env_id.partition(":")[2] or env_id)
+    return "ale_py" in str(spec.entry_point)
+
+
+class EpisodicLife(gym.Wrapper):
+    """End the training episode on a lost life, but reset the game only when it is really over."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.lives = 0
+        self.game_over = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.game_over = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.game_over:
+            obs, info = self.env.reset(**kwargs)
+        else:  # continue the same game from the state after the lost life
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+def make_env(env_id: str, seed: int | None = None, *, training: bool = True,
+             sticky_actions: bool = False, episodic_life: bool = False,
+             noop_max: int = 30, frame_stack: int = 4):
+    """Make a Gymnasium env with discrete actions; Atari ids get the paper's preprocessing.
+
+    `training=False` gives the evaluation version: raw rewards and no episodic life.
+    `seed` seeds the first reset and the action space.
+    """
+    check_env_id(env_id)
+    if is_atari(env_id):
+        env = gym.make(env_id, frameskip=1, repeat_action_probability=0.25 if sticky_actions else 0.0)
+        env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=4, screen_size=84,
+                                 grayscale_obs=True, scale_obs=False)
+        env = RecordEpisodeStatistics(env)
+        if training and episodic_life:
+            env = EpisodicLife(env)
+        if training:
+            env = ClipReward(env, -1.0, 1.0)
+        env = FrameStackObservation(env, frame_stack)
+    else:
+        env = RecordEpisodeStatistics(gym.make(env_id))
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        env.close()
+        raise ValueError(f"environment {env_id!r} has action space {env.action_space}; "
+                         "the asynchronous methods here need a discrete action space (Discrete(n))")
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise ValueError(f"environment {env_id!r} has observation space {env.observation_space}; "
+                         "a Box observation space (vector or image) is needed")
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+
+
+def env_spaces(env_id: str, **options) -> tuple[tuple[int, ...], int]:
+    """(observation shape, number of actions) of an env id, checked for discrete actions."""
+    env = make_env(env_id, **options)
+    try:
+        return tuple(env.observation_space.shape), int(env.action_space.n)
+    finally:
+        env.close()
+

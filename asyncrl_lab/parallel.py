@@ -1,0 +1,339 @@
+"""The parallel runtime every asynchronous method runs on.
+
+`run_workers` starts N actor-learner *processes* (torch.multiprocessing; threads would serialise on
+the GIL). What they share lives in shared memory: the global network and, unless asked otherwise,
+the optimizer's statistics, which workers update lock-free (Hogwild!, Recht et al. 2011); the
+global step counter T; the count of updates applied; a stop flag. Each worker gets a distinct seed
+and one torch thread (more would oversubscribe the cores). Workers stream episodes and update
+statistics to the parent over one pipe each, so a worker that dies cannot corrupt another's channel.
+
+Lifecycle guarantees (each is tested):
+
+* Ctrl-C, or "interrupt kernel" in Jupyter, stops every worker within seconds and returns the
+  partial run. Workers ignore SIGINT from birth; only the parent decides to stop.
+* An exception in a worker is re-raised in the parent as `WorkerError` with the worker's
+  traceback, after the other workers are stopped.
+* A worker that dies without a word (SIGKILL, out of memory) is detected at once through its
+  process sentinel and reported as `WorkerDied`.
+* Workers exit when their parent dies (PR_SET_PDEATHSIG, and a parent check in `running()`).
+* Afterwards no child process remains: shutdown asks, then terminates, then kills.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+
+import numpy as np
+import torch
+import torch.multiprocessing as mp
+
+_FLUSH_EVERY_S = 0.5  # how often workers send update statistics to the parent
+_GRACE_S = 2.0  # how long workers get to stop on their own before they are terminated
+
+
+class WorkerError(RuntimeError):
+    """A worker raised an exception; `traceback` is the worker's, `outcome` the partial run."""
+
+    def __init__(self, message: str, worker: int, worker_traceback: str, outcome=None):
+        super().__init__(message)
+        self.worker, self.traceback, self.outcome = worker, worker_traceback, outcome
+
+
+class WorkerDied(WorkerError):
+    """A worker process ended without reporting (killed by a signal, or crashed)."""
+
+
+@dataclass
+class Outcome:
+    """What the workers produced: episodes in arrival order, update staleness, final counters."""
+
+    episodes: list = field(default_factory=list)  # (worker, global_step, wall_time, return, length)
+    staleness: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    global_step: int = 0
+    updates: int = 0
+    wall_time: float = 0.0
+    status: str = "running"  # then "finished", "interrupted" or "failed"
+    message: str = ""
+    ready: set = field(default_factory=set)  # workers that finished starting up
+
+    def add_staleness(self, counts):
+        counts = np.asarray(counts, dtype=np.int64)
+        if len(counts) > len(self.staleness):
+            self.staleness = np.pad(self.staleness, (0, len(counts) - len(self.staleness)))
+        self.staleness[: len(counts)] += counts
+
+
+class WorkerContext:
+    """A worker's view of the shared state; built inside the worker process.
+
+    The counters are lock-free: worker r alone writes slot r of `steps` and `updates` (shared
+    int64 arrays), and T is their sum. No worker ever holds a lock, so one that is killed cannot
+    leave the others blocked.
+    """
+
+    def __init__(self, rank, seed, config, shared, counters, conn, parent_pid, t0):
+        self.rank, self.seed, self.config = rank, seed, config
+        self.model, self.optimizer = shared["model"], shared["optimizer"]
+        self.shared = shared
+        self._steps, self._updates, self._stop = (c.numpy() for c in counters)
+        self._conn, self._parent_pid, self._t0 = conn, parent_pid, t0
+        self._others_read = 0
+        self._shared_params = list(self.model.parameters())
+        self._local_params = None  # the worker's local network's parameters, listed on first sync
+        self._staleness: list[int] = []
+        self._last_flush = time.time()
+        if not config.shared_optimizer_stats:
+            self.optimizer.reset_statistics()
+
+    @property
+    def global_step(self) -> int:
+        """T, the global step counter shared by all workers."""
+        return int(self._steps.sum())
+
+    def running(self) -> bool:
+        """False once T reaches total_steps, the parent asked to stop, or the parent is gone."""
+        return (not self._stop[0] and self.global_step < self.config.total_steps
+                and os.getppid() == self._parent_pid)
+
+    def add_steps(self, n: int) -> int:
+        """T <- T + n; returns the new T."""
+        self._steps[self.rank] += n
+        return self.global_step
+
+    def _other_updates(self) -> int:
+        return int(self._updates.sum() - self._updates[self.rank])
+
+    @torch.no_grad()
+    def sync(self, local_model: torch.nn.Module):
+        """theta' <- theta: copy the shared parameters into the worker's local network, in place."""
+        if self._local_params is None:
+            self._local_params = list(local_model.parameters())
+        self._others_read = self._other_updates()
+        torch._foreach_copy_(self._local_params, self._shared_params)
+
+    def apply_gradients(self, local_model: torch.nn.Module, lr: float):
+        """Apply the gradients of the local network (the one given to `sync`) to the shared
+        parameters, lock-free.
+
+        Records the staleness of the update: how many other workers' updates landed between this
+        worker's last `sync` and this write.
+        """
+        self.optimizer.step([p.grad for p in self._local_params], lr)
+        self._updates[self.rank] += 1
+        self._staleness.append(self._other_updates() - self._others_read)
+        if time.time() - self._last_flush > _FLUSH_EVERY_S:
+            self.flush()
+
+    def episode(self, episode_return: float, length: int):
+        """Report a finished episode to the parent."""
+        self._conn.send(("episode", self.rank, self.global_step, time.time() - self._t0,
+                         float(episode_return), int(length)))
+
+    def flush(self):
+        if self._staleness:
+            self._conn.send(("staleness", self.rank, np.bincount(self._staleness).tolist()))
+            self._staleness.clear()
+        self._last_flush = time.time()
+
+
+def _die_with_parent():
+    """Ask Linux to SIGKILL this process when its parent dies (no orphans if the parent is killed)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_pid, t0):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent_pid:
+        return
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    ctx = WorkerContext(rank, seed, config, shared, counters, conn, parent_pid, t0)
+    conn.send(("ready", rank))
+    try:
+        worker_fn(ctx)
+        ctx.flush()
+        conn.send(("done", rank))
+    except BaseException:
+        counters[2][0] = 1  # tell the others to stop now
+        with contextlib.suppress(OSError):
+            conn.send(("error", rank, traceback.format_exc()))
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def _children_ignore_sigint():
+    """Start children with SIGINT ignored, so a Ctrl-C reaches only the parent.
+
+    A spawned Python keeps an inherited SIG_IGN for SIGINT, so workers are immune even while
+    they are still importing torch, before `_worker_entry` runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _resource_tracker_running() -> bool:
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None) is not None
+
+
+def _stop_resource_tracker():
+    """Stop multiprocessing's resource tracker, a helper process that the spawn and forkserver
+    start methods launch and that would otherwise outlive the run; the next run restarts it."""
+    from multiprocessing import resource_tracker
+
+    with contextlib.suppress(Exception):
+        resource_tracker._resource_tracker._stop()
+
+
+def _signal_name(exitcode: int) -> str:
+    with contextlib.suppress(ValueError):
+        return signal.Signals(-exitcode).name
+    return f"signal {-exitcode}"
+
+
+def run_workers(worker_fn, config, shared: dict, *, progress=None) -> Outcome:
+    """Run `worker_fn(ctx)` in `config.workers` processes until T >= total_steps, then clean up.
+
+    `shared` holds the objects every worker sees (the global model, the optimizer, ...), already in
+    shared memory. `progress`, if given, is called in the parent about 5 times a second with the
+    outcome so far. Returns the Outcome; raises WorkerError/WorkerDied (with `.outcome`) on failure.
+    A KeyboardInterrupt returns the partial outcome with status "interrupted".
+    """
+    mp_ctx = mp.get_context(config.start_method)
+    counters = (torch.zeros(config.workers, dtype=torch.int64).share_memory_(),  # steps per worker
+                torch.zeros(config.workers, dtype=torch.int64).share_memory_(),  # updates per worker
+                torch.zeros(1, dtype=torch.uint8).share_memory_())  # the stop flag
+    steps, updates, stop = counters
+    tracker_was_running = _resource_tracker_running()
+    seeds = np.random.SeedSequence(config.seed).generate_state(config.workers).tolist()
+    outcome = Outcome()
+    t0 = time.time()
+    procs, readers = [], []
+    for rank in range(config.workers):
+        reader, writer = mp_ctx.Pipe(duplex=False)
+        proc = mp_ctx.Process(target=_worker_entry, name=f"asyncrl-worker-{rank}", daemon=True,
+                              args=(worker_fn, rank, seeds[rank], config, shared, counters,
+                                    writer, os.getpid(), t0))
+        procs.append(proc)
+        readers.append((reader, writer))
+    failure = None
+    open_readers = {}
+    try:
+        with _children_ignore_sigint():
+            for proc in procs:
+                proc.start()
+        for rank, (reader, writer) in enumerate(readers):
+            writer.close()  # the parent keeps only the read end, so EOF means the worker is gone
+            open_readers[reader] = rank
+        done = set()
+        while len(done) < len(procs):
+            wait(list(open_readers) + [p.sentinel for p in procs if p.exitcode is None], timeout=0.2)
+            failure = _drain(open_readers, outcome, done) or failure
+            for rank, proc in enumerate(procs):
+                if proc.exitcode is not None and rank not in done:
+                    failure = _drain(open_readers, outcome, done, until_eof=True) or failure
+                    if rank not in done and failure is None:
+                        failure = WorkerDied(_death_message(rank, proc, outcome, config), rank, "")
+                    done.add(rank)
+            if failure is not None:
+                break
+            outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
+            outcome.wall_time = time.time() - t0
+            if progress is not None:
+                progress(outcome)
+        outcome.status = "finished"
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        outcome.message = "interrupted by the user; the partial run is kept"
+    finally:
+        stop[0] = 1
+        _shutdown(procs, open_readers, outcome)
+        if not tracker_was_running:
+            _stop_resource_tracker()
+        outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
+        outcome.wall_time = time.time() - t0
+    if failure is not None:
+        outcome.status, outcome.message = "failed", str(failure)
+        failure.outcome = outcome
+        raise failure
+    return outcome
+
+
+def _death_message(rank, proc, outcome: Outcome, config) -> str:
+    how = (f"was killed by {_signal_name(proc.exitcode)}" if proc.exitcode < 0
+           else f"exited with code {proc.exitcode}")
+    message = f"worker {rank} (pid {proc.pid}) {how} without reporting; the other workers were stopped"
+    if rank not in outcome.ready and proc.exitcode > 0:
+        message += (f". It died while starting up (its error is printed above). With the "
+                    f"'{config.start_method}' start method a script that trains must guard its "
+                    "code with `if __name__ == '__main__':`, since workers import the main module; "
+                    "or pass start_method='fork'")
+    return message
+
+
+def _drain(open_readers: dict, outcome: Outcome, done: set, until_eof=False):
+    """Read every pending message; returns a WorkerError if a worker reported one."""
+    failure = None
+    for reader, rank in list(open_readers.items()):
+        try:
+            while reader.poll(0.05 if until_eof else 0):
+                message = reader.recv()
+                kind = message[0]
+                if kind == "episode":
+                    outcome.episodes.append(message[1:])
+                elif kind == "staleness":
+                    outcome.add_staleness(message[2])
+                elif kind == "ready":
+                    outcome.ready.add(rank)
+                elif kind == "done":
+                    done.add(rank)
+                elif kind == "error":
+                    done.add(rank)
+                    failure = failure or WorkerError(
+                        f"worker {rank} raised an exception; the other workers were stopped.\n"
+                        f"Worker {rank}'s traceback:\n{message[2]}", rank, message[2])
+        except (EOFError, OSError):
+            del open_readers[reader]
+            reader.close()
+    return failure
+
+
+def _shutdown(procs, open_readers: dict, outcome: Outcome):
+    """Stop every worker: wait for them (draining their pipes), then terminate, then kill."""
+    deadline = time.time() + _GRACE_S
+    ignored = set()
+    while any(p.is_alive() for p in procs if p._popen is not None) and time.time() < deadline:
+        _drain(open_readers, outcome, ignored)
+        time.sleep(0.02)
+    for sig_method in ("terminate", "kill"):
+        alive = [p for p in procs if p._popen is not None and p.is_alive()]
+        for proc in alive:
+            getattr(proc, sig_method)()
+        for proc in alive:
+            proc.join(1.0)
+    for proc in procs:
+        if proc._popen is not None:
+            proc.join(0.1)
+            proc.close()
+    _drain(open_readers, outcome, ignored)
+    for reader in list(open_readers):
+        reader.close()
+    open_readers.clear()

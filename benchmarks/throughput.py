@@ -1,0 +1,54 @@
+"""A3C's env steps/s with 1 and 2 worker processes, against the raw env stepping rate.
+
+    .venv/bin/python benchmarks/throughput.py [--steps 200000] [--t-max 5 20]
+
+Steady-state rate: global steps between the first and the last finished episode, over the wall
+time between them (process start-up excluded); the overall rate includes start-up.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+
+import asyncrl_lab as lab
+
+
+def raw_env_rate(env_id: str, steps: int = 100_000) -> float:
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    t = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - t)
+
+
+def a3c_rates(workers: int, steps: int, t_max: int) -> tuple[float, float]:
+    run = lab.train("a3c", env="CartPole-v1", workers=workers, total_steps=steps, seed=0,
+                    t_max=t_max, progress=False)
+    h = run.history
+    steady = (h.global_step[-1] - h.global_step[0]) / (h.wall_time[-1] - h.wall_time[0])
+    return steady, run.global_step / run.wall_time
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--t-max", type=int, nargs="+", default=[5, 20])
+    args = parser.parse_args()
+    raw = raw_env_rate("CartPole-v1")
+    print(f"raw CartPole-v1, one env, random actions: {raw:,.0f} steps/s")
+    for t_max in args.t_max:
+        one, one_all = a3c_rates(1, args.steps, t_max)
+        two, two_all = a3c_rates(2, args.steps, t_max)
+        print(f"A3C t_max={t_max:>2}: 1 worker {one:,.0f} steps/s ({one / raw:.0%} of raw; "
+              f"{one_all:,.0f} with start-up), 2 workers {two:,.0f} steps/s ({two_all:,.0f} with "
+              f"start-up); 2 vs 1 workers: {two / one:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

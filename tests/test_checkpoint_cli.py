@@ -1,0 +1,91 @@
+"""Checkpoints round-trip; the CLI trains, saves and evaluates; bad checkpoints get clear errors."""
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import asyncrl_lab as lab
+
+from helpers import children_of
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def short_run():
+    return lab.train("a3c", env="CartPole-v1", workers=2, total_steps=5000, seed=3, progress=False)
+
+
+def test_checkpoint_round_trip(short_run, tmp_path):
+    short_run.save(tmp_path / "run")
+    loaded = lab.load(tmp_path / "run")
+    assert loaded.algo == "a3c" and loaded.config == short_run.config
+    assert loaded.global_step == short_run.global_step and loaded.status == "finished"
+    for k, v in short_run.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v)
+    np.testing.assert_array_equal(loaded.history.episode_return, short_run.history.episode_return)
+    np.testing.assert_array_equal(loaded.history.global_step, short_run.history.global_step)
+    np.testing.assert_array_equal(loaded.history.staleness, short_run.history.staleness)
+    for name, tensors in short_run.optimizer_state.items():
+        for a, b in zip(loaded.optimizer_state[name], tensors):
+            assert torch.equal(a, b)
+    assert loaded.evaluate(3, seed=7) == short_run.evaluate(3, seed=7)
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.pt", "config.json", "history.csv"]
+
+
+def test_loading_bad_paths_and_files_gives_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no asyncrl_lab run"):
+        lab.load(tmp_path / "missing")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="not a readable asyncrl_lab checkpoint"):
+        lab.load(tmp_path / "garbage.pt")
+
+
+def test_a_malicious_checkpoint_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"format": 1, "model": Exploit()}, f)
+    with pytest.raises(ValueError):
+        lab.load(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def _cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "asyncrl_lab", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_cli_trains_saves_and_evaluates(tmp_path):
+    out = tmp_path / "x"
+    result = _cli("train", "a3c", "--env", "CartPole-v1", "--workers", "2", "--steps", "4000",
+                  "--t-max", "10", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["algo"] == "a3c" and config["config"]["t_max"] == 10
+    assert config["global_step"] >= 4000
+    assert (out / "history.csv").read_text().startswith("worker,global_step,wall_time")
+    result = _cli("evaluate", str(out), "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    assert "mean return over 2 episodes" in result.stdout
+
+
+def test_cli_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
+    result = _cli("train", "a3c", "--env", "CartPol-v1", "--out", str(tmp_path / "y"))
+    assert result.returncode == 1
+    assert "unknown environment id 'CartPol-v1'" in result.stderr and "Traceback" not in result.stderr
+    result = _cli("evaluate", str(tmp_path / "nothing"))
+    assert result.returncode == 1 and "no asyncrl_lab run" in result.stderr
+    result = _cli("train", "a3c", "--workers", "0", "--out", str(tmp_path / "z"))
+    assert result.returncode == 1 and "workers" in result.stderr
+    assert children_of() == []

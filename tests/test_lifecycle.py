@@ -1,0 +1,170 @@
+"""The runtime's lifecycle guarantees: interrupts, worker exceptions, killed workers, no leftovers."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import torch
+
+import asyncrl_lab as lab
+from asyncrl_lab.config import A3CConfig
+from asyncrl_lab.optim import make_optimizer
+from asyncrl_lab.parallel import run_workers
+
+from helpers import children_of, staggered_updates, workers_of
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# About 1,000 steps/s per worker: 60 s if nothing stops it, far longer than any test waits.
+LONG = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000, progress=False)
+
+
+def _when_workers_run(action, n=2, timeout=30.0):
+    """Call `action(worker_pids)` in a thread once `n` workers are up and stepping."""
+    def watch():
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(workers_of()) >= n:
+                time.sleep(2.0)  # past start-up: mid-rollout
+                action([k.pid for k in workers_of()])
+                return
+            time.sleep(0.05)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_keyboard_interrupt_stops_workers_and_returns_the_partial_run():
+    fired = {}
+
+    def interrupt(pids):
+        fired["t"], fired["pids"] = time.time(), pids
+        os.kill(os.getpid(), signal.SIGINT)  # what "interrupt kernel" does to a Jupyter kernel
+
+    _when_workers_run(interrupt)
+    with pytest.warns(UserWarning, match="interrupted"):
+        run = lab.train("a3c", **LONG)
+    assert time.time() - fired["t"] < 5.0
+    assert run.status == "interrupted"
+    assert len(run.history) > 0 and run.global_step > 0
+    assert children_of() == []
+
+
+def test_an_exception_in_a_worker_is_reraised_with_its_traceback():
+    with pytest.raises(lab.WorkerError) as info:
+        lab.train("a3c", env="helpers:FaultyCartPole-v0", workers=2, total_steps=10_000_000,
+                  progress=False)
+    err = info.value
+    assert "injected fault after 300 steps" in str(err)
+    assert "Traceback" in err.traceback and "helpers.py" in err.traceback
+    assert err.run.status == "failed" and err.run.global_step > 0
+    assert children_of() == []
+
+
+def test_a_killed_worker_is_detected_and_reported():
+    fired = {}
+
+    def kill_one(pids):
+        fired["t"] = time.time()
+        os.kill(pids[0], signal.SIGKILL)
+
+    _when_workers_run(kill_one)
+    with pytest.raises(lab.WorkerDied, match="SIGKILL") as info:
+        lab.train("a3c", **LONG)
+    assert time.time() - fired["t"] < 5.0
+    assert info.value.run.status == "failed"
+    assert children_of() == []
+
+
+def test_normal_finish_leaves_no_child_process():
+    run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=3000, progress=False)
+    assert run.status == "finished" and run.global_step >= 3000
+    assert children_of() == []
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import asyncrl_lab as lab
+    if __name__ == "__main__":
+        run = lab.train("a3c", env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000,
+                        progress=False)
+        print(json.dumps({"status": run.status, "episodes": len(run.history)}), flush=True)
+""")
+
+
+def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
+    # A terminal's Ctrl-C sends SIGINT to every process of the foreground group, workers included.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(2.0)
+        workers = workers_of(proc.pid)
+        assert len(workers) >= 2
+        t = time.time()
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+        assert time.time() - t < 5.0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["status"] == "interrupted" and result["episodes"] > 0
+    assert proc.returncode == 0
+    assert not any(w.is_running() and w.status() != "zombie" for w in workers)
+
+
+def test_workers_exit_when_their_parent_is_killed():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    workers = workers_of(proc.pid)
+    assert len(workers) >= 2
+    proc.kill()
+    proc.wait()
+    gone, alive = __import__("psutil").wait_procs(workers, timeout=5)
+    assert alive == []
+
+
+@pytest.mark.parametrize("shared_stats", [True, False])
+def test_workers_share_parameters_and_optimizer_statistics(shared_stats):
+    """Two workers each apply 4 gradients of ones, one at a time, to one shared Linear(2, 1).
+
+    With shared RMSProp statistics the 8 updates form one sequence; with per-worker statistics
+    each worker's 4 updates use their own running average. Either way the parameters are shared,
+    so both workers' updates land in the parent's tensor.
+    """
+    config = A3CConfig(workers=2, total_steps=8, lr=0.01, lr_anneal=False,
+                       shared_optimizer_stats=shared_stats)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1).share_memory()
+    start = model.weight.detach().clone()
+    optimizer = make_optimizer(config, model.parameters())
+    shared = {"model": model, "optimizer": optimizer, "start_time": time.time() + 3.0}
+    outcome = run_workers(staggered_updates, config, shared)
+    assert outcome.updates == 8
+
+    def rmsprop_steps(n, lr=0.01, alpha=0.99, eps=0.1):
+        sq, delta = 0.0, 0.0
+        for _ in range(n):
+            sq = alpha * sq + (1 - alpha)
+            delta -= lr / (sq ** 0.5 + eps)
+        return delta
+
+    expected = rmsprop_steps(8) if shared_stats else 2 * rmsprop_steps(4)
+    torch.testing.assert_close(model.weight, start + expected)
+    square_avg = optimizer.state["square_avg"][0]
+    if shared_stats:
+        torch.testing.assert_close(square_avg, torch.full_like(square_avg, 1 - 0.99 ** 8))
+    else:
+        assert torch.all(square_avg == 0)  # the parent's copy was never touched
+    assert children_of() == []
