@@ -168,3 +168,38 @@ def test_workers_share_parameters_and_optimizer_statistics(shared_stats):
     else:
         assert torch.all(square_avg == 0)  # the parent's copy was never touched
     assert children_of() == []
+
+
+def test_interrupt_kernel_in_jupyter_stops_the_run_and_keeps_it():
+    """The real thing: a Jupyter kernel runs train(), and the client presses "interrupt kernel"."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                  [ROOT, os.path.join(ROOT, "tests")])))
+    try:
+        kc.execute_interactive("import os, asyncrl_lab as lab; print(os.getpid())", timeout=60)
+        kernel_pid = km.provisioner.process.pid
+        msg_id = kc.execute("run = lab.train('a3c', env='helpers:SlowCartPole-v0', workers=2, "
+                            "total_steps=120_000, progress=False)")
+        deadline = time.time() + 60
+        while len(workers_of(kernel_pid)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(workers_of(kernel_pid)) == 2
+        time.sleep(2.0)
+        t = time.time()
+        km.interrupt_kernel()
+        while True:
+            reply = kc.get_shell_msg(timeout=10)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        assert time.time() - t < 5.0
+        assert reply["content"]["status"] == "ok"  # train returned the partial run, no exception
+        outputs = []
+        kc.execute_interactive("print(run.status, len(run.history) > 0)", timeout=30,
+                               output_hook=lambda m: outputs.append(m["content"].get("text", "")))
+        assert "interrupted True" in "".join(outputs)
+        assert workers_of(kernel_pid) == []
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
