@@ -54,7 +54,7 @@ def test_a_malicious_checkpoint_does_not_execute(tmp_path):
             return (os.system, (f"touch {marker}",))
 
     with open(tmp_path / "evil.pt", "wb") as f:
-        pickle.dump({"format": 1, "model": Exploit()}, f)
+        pickle.dump({"format": 1, "model": Exploit()}, f, protocol=2)
     with pytest.raises(ValueError):
         lab.load(tmp_path / "evil.pt")
     assert not marker.exists()
