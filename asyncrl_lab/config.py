@@ -32,7 +32,7 @@ class AsyncConfig:
     optimizer: str = "rmsprop"
     shared_optimizer_stats: bool = True  # the paper's "shared RMSProp"; False: per-worker statistics
     rmsprop_alpha: float = 0.99
-    optimizer_eps: float = 0.1  # (impl) large eps for shared RMSProp; eps is outside the sqrt
+    optimizer_eps: float = 0.1  # (impl) suits shared RMSProp (eps outside the sqrt); use ~1e-8 with adam
     max_grad_norm: float = 40.0  # (impl)
     hidden_sizes: tuple = (64, 64)  # MLP trunk for vector observations; Atari uses the paper's conv net
     sticky_actions: bool = False  # Atari: the paper has none; ALE v5 defaults to 0.25

@@ -19,7 +19,6 @@ import difflib
 import importlib
 
 import gymnasium as gym
-import numpy as np
 from gymnasium.wrappers import (AtariPreprocessing, ClipReward, FrameStackObservation,
                                 RecordEpisodeStatistics)
 

@@ -68,9 +68,11 @@ class TorchActor:
         self.generator = torch.Generator().manual_seed(seed)
 
     @torch.no_grad()
-    def act(self, obs) -> int:
-        logits, _ = self.model(torch.as_tensor(obs).unsqueeze(0))
-        return int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=self.generator))
+    def act(self, obs, greedy: bool = False) -> int:
+        logits = self.model(torch.as_tensor(obs).unsqueeze(0))[0][0]
+        if greedy:
+            return int(logits.argmax())
+        return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
 
     @torch.no_grad()
     def value(self, obs) -> float:
@@ -98,9 +100,11 @@ class NumpyMLPActor:
             h = np.tanh(w @ h + b)
         return h
 
-    def act(self, obs) -> int:
+    def act(self, obs, greedy: bool = False) -> int:
         w, b = self.policy
         logits = w @ self._hidden(obs) + b
+        if greedy:
+            return int(logits.argmax())
         cdf = np.cumsum(np.exp(logits - logits.max()))
         return min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")),
                    len(cdf) - 1)

@@ -16,7 +16,7 @@ import torch
 from .algos import ALGORITHMS
 from .config import AsyncConfig, config_for
 from .envs import env_spaces, make_env
-from .nets import ActorCritic
+from .nets import ActorCritic, make_actor
 from .parallel import Outcome, WorkerError, run_workers
 
 CHECKPOINT_FORMAT = 1
@@ -110,23 +110,16 @@ class Run:
             raise ValueError(f"episodes={episodes!r}: must be an integer >= 1")
         env = make_env(self.config.env, seed=seed, training=False,
                        sticky_actions=self.config.sticky_actions)
-        generator = torch.Generator().manual_seed(seed)
+        actor = make_actor(self.model, seed)
         returns = []
         try:
-            with torch.no_grad():
-                for _ in range(episodes):
-                    obs, _ = env.reset()
-                    while True:
-                        logits, _ = self.model(torch.as_tensor(obs).unsqueeze(0))
-                        if greedy:
-                            action = int(logits.argmax())
-                        else:
-                            action = int(torch.multinomial(torch.softmax(logits[0], -1), 1,
-                                                           generator=generator))
-                        obs, _, terminated, truncated, info = env.step(action)
-                        if terminated or truncated:
-                            returns.append(float(info["episode"]["r"]))
-                            break
+            for _ in range(episodes):
+                obs, _ = env.reset()
+                while True:
+                    obs, _, terminated, truncated, info = env.step(actor.act(obs, greedy))
+                    if terminated or truncated:
+                        returns.append(float(info["episode"]["r"]))
+                        break
         finally:
             env.close()
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}

@@ -38,7 +38,20 @@ def _when_workers_run(action, n=2, timeout=30.0):
     return thread
 
 
-def test_keyboard_interrupt_stops_workers_and_returns_the_partial_run():
+@pytest.fixture
+def sigint_raises_keyboard_interrupt():
+    """Python's own SIGINT handler, as in a terminal or a kernel. A process started in the
+    background of a non-interactive shell (as CI may run us) inherits SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _foreground_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before Python starts
+
+
+def test_keyboard_interrupt_stops_workers_and_returns_the_partial_run(sigint_raises_keyboard_interrupt):
     fired = {}
 
     def interrupt(pids):
@@ -100,7 +113,7 @@ def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
     # A terminal's Ctrl-C sends SIGINT to every process of the foreground group, workers included.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+                            env=env, start_new_session=True, preexec_fn=_foreground_sigint)
     try:
         deadline = time.time() + 30
         while len(workers_of(proc.pid)) < 2 and time.time() < deadline:

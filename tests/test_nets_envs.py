@@ -94,3 +94,14 @@ def test_evaluation_env_sees_raw_rewards():
             break
     assert info["episode"]["r"] == total <= -15  # random play loses Pong by many points
     env.close()
+
+
+@pytest.mark.parametrize("obs_shape", [(4,), (4, 84, 84)])
+def test_greedy_action_is_the_most_likely_one(obs_shape):
+    torch.manual_seed(1)
+    net = ActorCritic(obs_shape, 3)
+    torch.nn.init.normal_(net.policy.weight)
+    obs = torch.rand(obs_shape).numpy() * (255 if len(obs_shape) == 3 else 1)
+    obs = obs.astype(np.uint8 if len(obs_shape) == 3 else np.float32)
+    logits, _ = net(torch.as_tensor(obs).unsqueeze(0))
+    assert make_actor(net, 0).act(obs, greedy=True) == int(logits.argmax())

@@ -1,4 +1,5 @@
 """The shared optimizers compute exactly torch's RMSprop and Adam updates."""
+import pytest
 import torch
 
 from asyncrl_lab.optim import SharedAdam, SharedRMSprop
@@ -17,24 +18,14 @@ def _grads(model, k):
     return [torch.randn_like(p) for p in model.parameters()]
 
 
-def test_shared_rmsprop_equals_torch_rmsprop():
+@pytest.mark.parametrize("ours_cls, ref_cls, kwargs", [
+    (SharedRMSprop, torch.optim.RMSprop, dict(lr=0.01, alpha=0.99, eps=0.1)),
+    (SharedAdam, torch.optim.Adam, dict(lr=0.01, eps=1e-8)),
+])
+def test_shared_optimizer_equals_torchs(ours_cls, ref_cls, kwargs):
     ours, ref = _pair()
-    opt = SharedRMSprop(ours.parameters(), lr=0.01, alpha=0.99, eps=0.1).share_memory()
-    ref_opt = torch.optim.RMSprop(ref.parameters(), lr=0.01, alpha=0.99, eps=0.1)
-    for k in range(5):
-        grads = _grads(ours, k)
-        opt.step(grads)
-        for p, g in zip(ref.parameters(), grads):
-            p.grad = g.clone()
-        ref_opt.step()
-    for p, q in zip(ours.parameters(), ref.parameters()):
-        torch.testing.assert_close(p, q)
-
-
-def test_shared_adam_equals_torch_adam():
-    ours, ref = _pair()
-    opt = SharedAdam(ours.parameters(), lr=0.01, eps=1e-8).share_memory()
-    ref_opt = torch.optim.Adam(ref.parameters(), lr=0.01, eps=1e-8)
+    opt = ours_cls(ours.parameters(), **kwargs).share_memory()
+    ref_opt = ref_cls(ref.parameters(), **kwargs)
     for k in range(5):
         grads = _grads(ours, k)
         opt.step(grads)
