@@ -103,14 +103,16 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True,
         env = FrameStackObservation(env, frame_stack)
     else:
         env = RecordEpisodeStatistics(gym.make(env_id))
+    problem = None
     if not isinstance(env.action_space, gym.spaces.Discrete):
+        problem = (f"has action space {env.action_space}; the asynchronous methods here need a "
+                   "discrete action space (Discrete(n))")
+    elif not isinstance(env.observation_space, gym.spaces.Box):
+        problem = (f"has observation space {env.observation_space}; a Box observation space "
+                   "(vector or image) is needed")
+    if problem:
         env.close()
-        raise ValueError(f"environment {env_id!r} has action space {env.action_space}; "
-                         "the asynchronous methods here need a discrete action space (Discrete(n))")
-    if not isinstance(env.observation_space, gym.spaces.Box):
-        env.close()
-        raise ValueError(f"environment {env_id!r} has observation space {env.observation_space}; "
-                         "a Box observation space (vector or image) is needed")
+        raise ValueError(f"environment {env_id!r} {problem}")
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

@@ -24,7 +24,7 @@ class _SharedOptimizer:
     state_names: tuple[str, ...] = ()
 
     def __init__(self, params, lr: float):
-        self.params = [p for p in params]
+        self.params = list(params)
         if not self.params:
             raise ValueError("the optimizer got no parameters")
         self.lr = lr

@@ -87,7 +87,7 @@ class WorkerContext:
         self._conn, self._parent_pid, self._t0 = conn, parent_pid, t0
         self._others_read = 0
         self._shared_params = list(self.model.parameters())
-        self._local_params = None  # the worker's local network's parameters, listed on first sync
+        self._local = (None, [])  # (local network, its parameters): listing them is not free
         self._staleness: list[int] = []
         self._last_flush = time.time()
         if not config.shared_optimizer_stats:
@@ -111,22 +111,24 @@ class WorkerContext:
     def _other_updates(self) -> int:
         return int(self._updates.sum() - self._updates[self.rank])
 
+    def _params_of(self, local_model: torch.nn.Module) -> list:
+        if self._local[0] is not local_model:
+            self._local = (local_model, list(local_model.parameters()))
+        return self._local[1]
+
     @torch.no_grad()
     def sync(self, local_model: torch.nn.Module):
         """theta' <- theta: copy the shared parameters into the worker's local network, in place."""
-        if self._local_params is None:
-            self._local_params = list(local_model.parameters())
         self._others_read = self._other_updates()
-        torch._foreach_copy_(self._local_params, self._shared_params)
+        torch._foreach_copy_(self._params_of(local_model), self._shared_params)
 
     def apply_gradients(self, local_model: torch.nn.Module, lr: float):
-        """Apply the gradients of the local network (the one given to `sync`) to the shared
-        parameters, lock-free.
+        """Apply the local network's gradients to the shared parameters, lock-free.
 
         Records the staleness of the update: how many other workers' updates landed between this
         worker's last `sync` and this write.
         """
-        self.optimizer.step([p.grad for p in self._local_params], lr)
+        self.optimizer.step([p.grad for p in self._params_of(local_model)], lr)
         self._updates[self.rank] += 1
         self._staleness.append(self._other_updates() - self._others_read)
         if time.time() - self._last_flush > _FLUSH_EVERY_S:
@@ -235,11 +237,12 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None) -> Outcome:
         procs.append(proc)
         readers.append((reader, writer))
     failure = None
-    open_readers = {}
+    open_readers, started = {}, []
     try:
         with _children_ignore_sigint():
             for proc in procs:
                 proc.start()
+                started.append(proc)
         for rank, (reader, writer) in enumerate(readers):
             writer.close()  # the parent keeps only the read end, so EOF means the worker is gone
             open_readers[reader] = rank
@@ -265,7 +268,7 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None) -> Outcome:
         outcome.message = "interrupted by the user; the partial run is kept"
     finally:
         stop[0] = 1
-        _shutdown(procs, open_readers, outcome)
+        _shutdown(started, open_readers, outcome)
         if not tracker_was_running:
             _stop_resource_tracker()
         outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
@@ -320,19 +323,18 @@ def _shutdown(procs, open_readers: dict, outcome: Outcome):
     """Stop every worker: wait for them (draining their pipes), then terminate, then kill."""
     deadline = time.time() + _GRACE_S
     ignored = set()
-    while any(p.is_alive() for p in procs if p._popen is not None) and time.time() < deadline:
+    while any(p.is_alive() for p in procs) and time.time() < deadline:
         _drain(open_readers, outcome, ignored)
         time.sleep(0.02)
     for sig_method in ("terminate", "kill"):
-        alive = [p for p in procs if p._popen is not None and p.is_alive()]
+        alive = [p for p in procs if p.is_alive()]
         for proc in alive:
             getattr(proc, sig_method)()
         for proc in alive:
             proc.join(1.0)
     for proc in procs:
-        if proc._popen is not None:
-            proc.join(0.1)
-            proc.close()
+        proc.join(0.1)
+        proc.close()
     _drain(open_readers, outcome, ignored)
     for reader in list(open_readers):
         reader.close()

@@ -1,6 +1,7 @@
 """Importable helpers for the tests: worker processes (spawn) must import what they run."""
 from __future__ import annotations
 
+import os
 import time
 
 import gymnasium as gym
@@ -80,3 +81,11 @@ def workers_of(pid=None) -> list:
         except psutil.NoSuchProcess:
             pass
     return workers
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env() -> dict:
+    """The environment for a child Python that imports asyncrl_lab and these helpers."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))

@@ -11,9 +11,8 @@ import torch
 
 import asyncrl_lab as lab
 
-from helpers import children_of
+from helpers import ROOT, children_of, subprocess_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +60,8 @@ def test_a_malicious_checkpoint_does_not_execute(tmp_path):
 
 
 def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run([sys.executable, "-m", "asyncrl_lab", *args], capture_output=True,
-                          text=True, env=env, cwd=ROOT, timeout=120)
+                          text=True, env=subprocess_env(), cwd=ROOT, timeout=120)
 
 
 def test_cli_trains_saves_and_evaluates(tmp_path):

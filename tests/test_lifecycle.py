@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 
+import psutil
 import pytest
 import torch
 
@@ -16,9 +17,8 @@ from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import run_workers
 
-from helpers import children_of, staggered_updates, workers_of
+from helpers import ROOT, children_of, staggered_updates, subprocess_env, workers_of
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # About 1,000 steps/s per worker: 60 s if nothing stops it, far longer than any test waits.
 LONG = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000, progress=False)
 
@@ -111,9 +111,9 @@ SCRIPT = textwrap.dedent("""
 
 def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
     # A terminal's Ctrl-C sends SIGINT to every process of the foreground group, workers included.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True, preexec_fn=_foreground_sigint)
+                            env=subprocess_env(), start_new_session=True,
+                            preexec_fn=_foreground_sigint)
     try:
         deadline = time.time() + 30
         while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
@@ -135,8 +135,8 @@ def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
 
 
 def test_workers_exit_when_their_parent_is_killed():
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL)
     deadline = time.time() + 30
     while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
         time.sleep(0.05)
@@ -144,7 +144,7 @@ def test_workers_exit_when_their_parent_is_killed():
     assert len(workers) >= 2
     proc.kill()
     proc.wait()
-    gone, alive = __import__("psutil").wait_procs(workers, timeout=5)
+    gone, alive = psutil.wait_procs(workers, timeout=5)
     assert alive == []
 
 
@@ -187,9 +187,7 @@ def test_interrupt_kernel_in_jupyter_stops_the_run_and_keeps_it():
     """The real thing: a Jupyter kernel runs train(), and the client presses "interrupt kernel"."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", cwd=ROOT,
-                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(
-                                  [ROOT, os.path.join(ROOT, "tests")])))
+    km, kc = start_new_kernel(kernel_name="python3", cwd=ROOT, env=subprocess_env())
     try:
         kc.execute_interactive("import os, asyncrl_lab as lab; print(os.getpid())", timeout=60)
         kernel_pid = km.provisioner.process.pid

@@ -33,7 +33,6 @@ def worker(ctx: WorkerContext):
     while ctx.running():                                    # repeat ... until T > T_max
         ctx.sync(local)                                     # synchronize theta' = theta, theta'_v = theta_v
         states, actions, rewards = [], [], []
-        terminated = truncated = False
         for _ in range(config.t_max):                       # until terminal s_t or t - t_start == t_max
             action = policy.act(obs)                        # perform a_t according to pi(a_t|s_t; theta')
             next_obs, reward, terminated, truncated, info = env.step(action)
