@@ -5,6 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# What the book's executed outputs depend on besides the notebooks' own code cells. jupyter-cache
+# keys on the code cells only, so when any of these changes the cache and Sphinx's saved state are
+# cleared and every chapter runs again.
+BOOK_INPUTS := $(shell find asyncrl_lab book/_ext results -type f -not -name '*.pyc' 2>/dev/null) \
+	_config.yml $(STAMP)
+BOOK_STAMP := _build/.book-inputs
+
 .PHONY: book test clean
 
 $(STAMP): requirements.txt pyproject.toml
@@ -16,7 +23,12 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
-book: $(STAMP)
+$(BOOK_STAMP): $(BOOK_INPUTS)
+	rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
+	mkdir -p _build
+	touch $(BOOK_STAMP)
+
+book: $(STAMP) $(BOOK_STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
 clean:

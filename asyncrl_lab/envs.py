@@ -26,6 +26,8 @@ try:
     import ale_py
 
     gym.register_envs(ale_py)
+    # ALE prints a banner for every game it loads, in every worker; keep only its errors.
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 except ImportError:  # Atari is optional for the package; requirements.txt installs it
     ale_py = None
 

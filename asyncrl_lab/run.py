@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,15 +183,21 @@ def load(path) -> Run:
 
 
 def train(algo: str, env: str | None = None, workers: int | None = None,
-          total_steps: int | None = None, seed: int | None = None, *, progress: bool = True,
+          total_steps: int | None = None, seed: int | None = None, *, progress=True,
           **options) -> Run:
     """Train `algo` ("a3c") on a Gymnasium env id with `workers` processes for `total_steps`
     global steps. Further keyword options are the fields of the algorithm's config (e.g. t_max,
     lr, entropy_beta); a bad value raises ValueError before any process starts.
 
+    `progress`: True for a progress bar (steps/s, recent mean return), False for none, or a
+    callable that receives the run's state so far (`.global_step`, `.wall_time`, `.episodes`)
+    about five times a second, such as `plots.LiveCurve`.
+
     Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. A failing worker
     raises WorkerError; its `.run` holds the partial run.
     """
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise ValueError(f"progress must be True, False or a callable, not {progress!r}")
     config_cls = config_for(algo)
     algo = algo.lower()
     given = {"env": env, "workers": workers, "total_steps": total_steps, "seed": seed}
@@ -200,14 +207,17 @@ def train(algo: str, env: str | None = None, workers: int | None = None,
     module = ALGORITHMS[algo]
     torch.manual_seed(config.seed)
     shared = module.build_shared(config, obs_shape, n_actions)
-    bar = _ProgressBar(config.total_steps, enabled=progress)
+    bar = _ProgressBar(config.total_steps, enabled=progress is True)
+    outcome = None
     try:
-        outcome = run_workers(module.worker, config, shared, progress=bar)
+        outcome = run_workers(module.worker, config, shared,
+                              progress=progress if callable(progress) else bar)
     except WorkerError as err:
+        outcome = err.outcome
         err.run = _to_run(algo, config, shared, err.outcome)
         raise
     finally:
-        bar.close()
+        bar.close(outcome)
     run = _to_run(algo, config, shared, outcome)
     if run.status == "interrupted":
         warnings.warn(f"training interrupted at global step {run.global_step} of "
@@ -223,28 +233,64 @@ def _to_run(algo, config, shared, outcome: Outcome) -> Run:
 
 
 class _ProgressBar:
-    """A notebook-aware progress bar of the global step, with steps/s and the recent mean return."""
+    """Progress of the global step, with steps/s and the recent mean return.
+
+    In a terminal: a tqdm bar. In a Jupyter kernel: one output line (an HTML progress bar and
+    its text) updated in place, a few times a second. Unlike a widget it needs no JavaScript, so
+    the executed notebook, and the static book built from it, keep the final state.
+    """
 
     def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
+        self.total, self.bar, self.handle = total, None, None
+        self.last_update = 0.0
+        if not enabled:
+            return
+        if _in_jupyter_kernel():
+            from IPython.display import display
+
+            self.handle = display(self._bundle(0, 0.0, []), raw=True, display_id=True)
+        else:
+            from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="step", unit_scale=True, smoothing=0.1,
                             dynamic_ncols=True)
 
-    def __call__(self, outcome: Outcome):
-        if self.bar is None:
-            return
-        self.bar.update(min(outcome.global_step, self.bar.total) - self.bar.n)
-        recent = [e[3] for e in outcome.episodes[-100:]]
+    def _bundle(self, step: int, seconds: float, recent) -> dict:
+        text = (f"T = {step:,} / {self.total:,} steps ({step / self.total:.0%}), {seconds:.1f} s, "
+                f"{step / max(seconds, 1e-9):,.0f} steps/s")
         if recent:
-            self.bar.set_postfix_str(f"return(last {len(recent)})={np.mean(recent):.1f}",
-                                     refresh=False)
+            text += f", mean return of the last {len(recent)} episodes {np.mean(recent):.1f}"
+        return {"text/plain": text,
+                "text/html": f'<progress value="{step}" max="{self.total}" '
+                             f'style="width: 40%; vertical-align: middle"></progress> '
+                             f'<code>{text}</code>'}
 
-    def close(self):
+    def __call__(self, outcome: Outcome, final: bool = False):
+        recent = [e[3] for e in outcome.episodes[-100:]]
+        step = min(outcome.global_step, self.total)
+        if self.handle is not None and (final or time.time() - self.last_update > 0.25):
+            self.last_update = time.time()
+            self.handle.update(self._bundle(step, outcome.wall_time, recent), raw=True)
+        elif self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            if recent:
+                self.bar.set_postfix_str(f"return(last {len(recent)})={np.mean(recent):.1f}",
+                                         refresh=False)
+
+    def close(self, outcome: Outcome | None = None):
+        if outcome is not None:
+            self(outcome, final=True)
         if self.bar is not None:
             self.bar.close()
+
+
+def _in_jupyter_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 class _atomic_path:

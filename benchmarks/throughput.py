@@ -8,31 +8,15 @@ time between them (process start-up excluded); the overall rate includes start-u
 from __future__ import annotations
 
 import argparse
-import time
-
-import gymnasium as gym
 
 import asyncrl_lab as lab
-
-
-def raw_env_rate(env_id: str, steps: int = 100_000) -> float:
-    env = gym.make(env_id)
-    env.reset(seed=0)
-    env.action_space.seed(0)
-    t = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            env.reset()
-    return steps / (time.perf_counter() - t)
+from asyncrl_lab.experiments import env_steps_per_second, steady_rate
 
 
 def a3c_rates(workers: int, steps: int, t_max: int) -> tuple[float, float]:
     run = lab.train("a3c", env="CartPole-v1", workers=workers, total_steps=steps, seed=0,
                     t_max=t_max, progress=False)
-    h = run.history
-    steady = (h.global_step[-1] - h.global_step[0]) / (h.wall_time[-1] - h.wall_time[0])
-    return steady, run.global_step / run.wall_time
+    return steady_rate(run), run.global_step / run.wall_time
 
 
 def main():
@@ -40,7 +24,7 @@ def main():
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--t-max", type=int, nargs="+", default=[5, 20])
     args = parser.parse_args()
-    raw = raw_env_rate("CartPole-v1")
+    raw = env_steps_per_second("CartPole-v1", steps=100_000)
     print(f"raw CartPole-v1, one env, random actions: {raw:,.0f} steps/s")
     for t_max in args.t_max:
         one, one_all = a3c_rates(1, args.steps, t_max)

@@ -1,0 +1,102 @@
+"""Multi-seed experiments and measurements, as the book and the benchmarks run them.
+
+Quick mode: set the environment variable ASYNCRL_QUICK=1 and `budget(full, quick)` returns the
+small budget, so the test suite can execute every chapter in minutes. Quick mode proves that the
+code runs; only the full budgets produce results that teach what the text says.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .run import Run, train
+
+
+def quick_mode() -> bool:
+    """True when ASYNCRL_QUICK is set to something other than '', '0', 'false' or 'no'."""
+    return os.environ.get("ASYNCRL_QUICK", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def budget(full, quick):
+    """`quick` in quick mode, `full` otherwise (step counts, seed lists, sweep values)."""
+    return quick if quick_mode() else full
+
+
+def train_seeds(algo: str, seeds, *, progress: bool = True, **options) -> list[Run]:
+    """One `train(algo, seed=s, **options)` per seed, in turn (each run already uses every
+    worker process it is given, so runs are not overlapped)."""
+    return [train(algo, seed=seed, progress=progress, **options) for seed in seeds]
+
+
+def steady_rate(run: Run) -> float:
+    """Env steps per second between the run's first and last finished episodes: the training
+    throughput with process start-up and shutdown left out."""
+    h = run.history
+    if len(h) < 2 or h.wall_time[-1] <= h.wall_time[0]:
+        raise ValueError(f"{run!r} has fewer than two episodes at distinct times; train it longer "
+                         "to measure its throughput")
+    return float((h.global_step[-1] - h.global_step[0]) / (h.wall_time[-1] - h.wall_time[0]))
+
+
+def curves_on_grid(runs, grid, *, x: str = "global_step", window: int = 100) -> np.ndarray:
+    """Each run's rolling-mean return (last `window` episodes) as a step function of `x`
+    ("global_step" or "wall_time") evaluated on `grid`: shape (len(runs), len(grid)).
+    NaN before a run's first episode and after its last."""
+    if x not in ("global_step", "wall_time"):
+        raise ValueError(f"x must be 'global_step' or 'wall_time', not {x!r}")
+    grid = np.asarray(grid, dtype=np.float64)
+    out = np.full((len(runs), len(grid)), np.nan)
+    for row, run in zip(out, runs):
+        # episodes are in arrival order; two workers' reports can cross by a few steps
+        xs = np.maximum.accumulate(getattr(run.history, x)) if len(run.history) else []
+        if len(xs) == 0:
+            continue
+        mean = run.history.rolling_mean(window)
+        idx = np.searchsorted(xs, grid, side="right") - 1  # last episode at or before each point
+        inside = (idx >= 0) & (grid <= xs[-1])
+        row[inside] = mean[idx[inside]]
+    return out
+
+
+def time_to_threshold(runs, threshold: float, window: int = 100) -> list:
+    """Per run, (global step, wall time) when the rolling mean of `window` returns first reaches
+    `threshold`, or None if it never does."""
+    return [run.history.first_reaching(threshold, window) for run in runs]
+
+
+def env_steps_per_second(env_id: str = "CartPole-v1", steps: int = 50_000, seed: int = 0) -> float:
+    """Raw stepping rate of one env with random actions: no learning, no network."""
+    import time
+
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def threads_vs_processes(n: int, env_id: str = "CartPole-v1", steps: int = 50_000) -> dict:
+    """Total env steps/s of `n` envs stepped by `n` threads and by `n` processes (spawn), each
+    stepping its own env; and of one env alone. Shows what the GIL does to Python actors."""
+    import time
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    import torch.multiprocessing as mp
+
+    rates = {"1 env, 1 thread": env_steps_per_second(env_id, steps)}
+    for label, pool in ((f"{n} threads", ThreadPoolExecutor(n)),
+                        (f"{n} processes", ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")))):
+        with pool:
+            list(pool.map(env_steps_per_second, [env_id] * n, [1_000] * n))  # start-up, imports
+            start = time.perf_counter()
+            list(pool.map(env_steps_per_second, [env_id] * n, [steps] * n, range(n)))
+            rates[label] = n * steps / (time.perf_counter() - start)
+    return rates
