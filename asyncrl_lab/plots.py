@@ -50,7 +50,7 @@ def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int
     ax.set_xlabel({"global_step": "global step T", "wall_time": "wall time (s)"}[x])
     ax.set_ylabel(f"mean return, last {window} episodes")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="lower right", fontsize="small")
     return ax
 
 

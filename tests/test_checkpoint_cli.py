@@ -87,3 +87,15 @@ def test_cli_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     result = _cli("train", "a3c", "--workers", "0", "--out", str(tmp_path / "z"))
     assert result.returncode == 1 and "workers" in result.stderr
     assert children_of() == []
+
+
+def test_a_progress_callable_sees_the_run_advance():
+    seen = []
+    run = lab.train("a3c", env="CartPole-v1", workers=1, total_steps=4000, seed=0,
+                    progress=lambda outcome: seen.append((outcome.global_step,
+                                                          len(outcome.episodes))))
+    steps = [s for s, _ in seen]
+    assert steps == sorted(steps) and steps[-1] <= run.global_step
+    assert seen[-1][1] > 0  # episodes arrive while the run is going
+    with pytest.raises(ValueError, match="progress must be True, False or a callable"):
+        lab.train("a3c", env="CartPole-v1", total_steps=10, progress="yes")

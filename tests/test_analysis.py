@@ -1,0 +1,99 @@
+"""The book's measurements: effective sample size, autocorrelation, curves over seeds, quick mode."""
+import numpy as np
+import pytest
+
+from asyncrl_lab.analysis import (actor_batches, autocorrelation, collect_streams,
+                                  effective_sample_size, replay_batches)
+from asyncrl_lab.experiments import budget, curves_on_grid, quick_mode, steady_rate
+from asyncrl_lab.config import A3CConfig
+from asyncrl_lab.run import History, Run
+
+
+def test_independent_samples_are_worth_the_batch_size():
+    rng = np.random.default_rng(0)
+    batches = rng.normal(size=(20_000, 32, 3))
+    assert effective_sample_size(batches) == pytest.approx(32, rel=0.05)
+
+
+def test_copies_of_one_sample_are_worth_one():
+    rng = np.random.default_rng(0)
+    batches = np.repeat(rng.normal(size=(5_000, 1, 2)), 16, axis=1)
+    assert effective_sample_size(batches) == pytest.approx(1.0, rel=1e-9)
+
+
+def ar1_streams(rho, actors, steps, rng):
+    x = np.zeros((actors, steps))
+    x[:, 0] = rng.normal(size=actors)
+    noise = rng.normal(size=(actors, steps)) * np.sqrt(1 - rho**2)
+    for t in range(1, steps):
+        x[:, t] = rho * x[:, t - 1] + noise[:, t]
+    return x[..., None]
+
+
+def test_ess_of_an_ar1_stream_matches_its_closed_form():
+    rho, B = 0.8, 16
+    rng = np.random.default_rng(1)
+    streams = ar1_streams(rho, actors=16, steps=20_000, rng=rng)
+    exact = B**2 / (B + 2 * sum((B - k) * rho**k for k in range(1, B)))  # = 2.12 for these values
+    one = effective_sample_size(actor_batches(streams, 1, B, 20_000, rng), np.ones(1))
+    assert one == pytest.approx(exact, rel=0.05)
+    # 16 actors, one sample each: independent, as uniform replay
+    assert effective_sample_size(actor_batches(streams, 16, B, 20_000, rng), np.ones(1)) \
+        == pytest.approx(B, rel=0.05)
+    assert effective_sample_size(replay_batches(streams, B, 20_000, rng), np.ones(1)) \
+        == pytest.approx(B, rel=0.05)
+
+
+def test_autocorrelation_of_an_ar1_stream_is_rho_to_the_lag():
+    streams = ar1_streams(0.7, actors=8, steps=50_000, rng=np.random.default_rng(2))
+    acf = autocorrelation(streams, max_lag=3)[:, 0]
+    np.testing.assert_allclose(acf, [1, 0.7, 0.49, 0.343], atol=0.01)
+
+
+def test_actor_batches_take_consecutive_states_from_distinct_actors():
+    # stream value = actor * 1000 + time, so a batch shows where each state came from
+    streams = (np.arange(4)[:, None] * 1000 + np.arange(100)[None, :]).astype(float)[..., None]
+    batch = actor_batches(streams, 4, 8, 1, np.random.default_rng(0))[0, :, 0]
+    runs = batch.reshape(4, 2)
+    assert len(set(runs[:, 0] // 1000)) == 4
+    np.testing.assert_array_equal(np.diff(runs, axis=1), 1)
+    with pytest.raises(ValueError, match="multiple of n_actors"):
+        actor_batches(streams, 3, 8, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="n_actors must be between 1 and the 4"):
+        actor_batches(streams, 5, 10, 1, np.random.default_rng(0))
+
+
+def test_collect_streams_records_real_cartpole_states():
+    streams = collect_streams("CartPole-v1", n_actors=2, steps=300, seed=0)
+    assert streams.shape == (2, 300, 4)
+    assert not np.allclose(streams[0], streams[1])
+    assert np.all(np.abs(streams[:, :, 2]) < 0.25)  # the pole angle never exceeds the fall limit
+
+
+def fake_run(rows):
+    return Run("a3c", A3CConfig(), None, History(rows))
+
+
+def test_curves_on_grid_steps_through_the_rolling_mean():
+    run = fake_run([(0, 10, 1.0, 2.0, 1), (0, 20, 2.0, 4.0, 1), (1, 30, 3.0, 9.0, 1)])
+    curves = curves_on_grid([run], [5, 10, 15, 20, 30, 31], x="global_step", window=2)
+    np.testing.assert_array_equal(curves[0], [np.nan, 2.0, 2.0, 3.0, 6.5, np.nan])
+    by_time = curves_on_grid([run], [2.5], x="wall_time", window=2)
+    assert by_time[0, 0] == 3.0
+    with pytest.raises(ValueError, match="global_step' or 'wall_time"):
+        curves_on_grid([run], [1], x="episodes")
+
+
+def test_steady_rate_leaves_out_start_up():
+    run = fake_run([(0, 1_000, 5.0, 1.0, 1), (0, 11_000, 7.0, 1.0, 1)])
+    assert steady_rate(run) == 5_000.0
+    with pytest.raises(ValueError, match="fewer than two episodes"):
+        steady_rate(fake_run([]))
+
+
+@pytest.mark.parametrize("value, quick", [("", False), ("0", False), ("no", False),
+                                          ("1", True), ("yes", True)])
+def test_quick_mode_reads_the_environment(monkeypatch, value, quick):
+    monkeypatch.setenv("ASYNCRL_QUICK", value)
+    assert quick_mode() is quick
+    assert budget(100, 5) == (5 if quick else 100)

@@ -1,0 +1,122 @@
+"""The book builds in quick mode: every chapter executes without error, every page exists with its
+figures, exercises, algorithm blocks and .ipynb download; and `make book` re-executes the chapters
+when the package changes."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import helpers
+from helpers import subprocess_env
+
+ROOT = Path(helpers.ROOT)
+
+JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
+
+
+def chapters():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f for f in files if f not in ("book/references", "book/build_report")]
+
+
+# Figures each chapter draws when executed (quick mode draws the same figures as the full book).
+MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pytorch": 3,
+               "book/a3c": 6}
+
+
+@pytest.fixture(scope="module")
+def quick_book(tmp_path_factory):
+    out = tmp_path_factory.mktemp("book")
+    env = {**subprocess_env(), "ASYNCRL_QUICK": "1"}
+    proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
+                           "--warningiserror", "--keep-going"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return out / "_build"
+
+
+def test_every_chapter_is_listed_and_accounted_for():
+    assert set(chapters()) == set(MIN_FIGURES)
+
+
+@pytest.mark.parametrize("chapter", sorted(MIN_FIGURES))
+def test_chapter_page_has_its_figures_and_no_errors(quick_book, chapter):
+    page = (quick_book / "html" / f"{chapter}.html").read_text()
+    figures = re.findall(r'<img [^>]*src="[^"]*_images/[0-9a-f]+\.png"', page)
+    assert len(figures) >= MIN_FIGURES[chapter], f"{chapter}: {len(figures)} figures"
+    assert "Traceback" not in page and "output error" not in page
+    assert "Interactive controls" in page  # a widget cell, shown as a note in the static book
+    # the header's download menu offers the executed notebook, and the notebook is there
+    assert f"_sources/{chapter}.ipynb" in page
+    assert (quick_book / "html" / "_sources" / f"{chapter}.ipynb").exists()
+
+
+@pytest.mark.parametrize("chapter", ["book/dqn_to_parallel", "book/parallel_pytorch", "book/a3c"])
+def test_chapter_has_algorithms_exercises_solutions_code_and_controls(quick_book, chapter):
+    page = (quick_book / "html" / f"{chapter}.html").read_text()
+    source = (ROOT / f"{chapter}.md").read_text()
+    assert page.count('class="exercise admonition"') >= 3
+    assert "solution" in page and "dropdown" in page
+    assert re.search(r"\{exercise\}[^\n]*\(coding\)", source), "no coding exercise"
+    assert 'class="admonition algorithm' in page or "proof algorithm" in page
+    assert "{literalinclude} ../asyncrl_lab/" in source  # the package's real code, not a copy
+    assert "{cite" in source
+
+
+def test_the_a3c_chapter_shows_measured_runs(quick_book):
+    page = (quick_book / "html" / "book" / "a3c.html").read_text()
+    assert re.search(r"T = [\d,]+ / [\d,]+ steps \(100%\)", page)  # the final progress line
+    assert re.search(r"\d+ of \d+ seeds reached a rolling mean of 475", page)
+    assert "def worker(ctx: WorkerContext)" in re.sub(r"<[^>]+>", "", page)
+
+
+def test_the_build_report_lists_every_chapter_with_its_run_time(quick_book):
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (quick_book / "html" / "book" /
+                                                        "build_report.html").read_text()))
+    for chapter in MIN_FIGURES:  # document, modified, method, run time (s), status
+        assert re.search(rf"{chapter} [\d-]+ [\d:]+ cache \d+\.?\d* ✅", text), chapter
+
+
+def test_references_resolve(quick_book):
+    page = (quick_book / "html" / "book" / "references.html").read_text()
+    for author in ("Mnih", "Wang", "Recht", "Munos", "Williams", "Schulman", "Wu"):
+        assert author in page
+
+
+def make_dry_run(tree: Path) -> str:
+    proc = subprocess.run(["make", "-n", "book"], cwd=tree, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_make_book_clears_the_execution_cache_when_the_package_changes(tmp_path):
+    """jupyter-cache keys on the notebooks' code cells only; the Makefile must clear it when the
+    package (or results/, or the installed requirements) changes."""
+    tree = tmp_path / "tree"
+    for name in ("Makefile", "_config.yml", "requirements.txt", "pyproject.toml"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tree / name)
+    for path in ("asyncrl_lab/run.py", "book/_ext/ipynb_download.py", ".venv/.installed"):
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_text("x")
+    (tree / "results").mkdir()
+    (tree / ".venv/bin").mkdir()
+    (tree / ".venv/bin/python").write_text("")
+    (tree / ".venv/bin/python").chmod(0o755)
+    assert "rm -rf _build/.jupyter_cache" in make_dry_run(tree)  # first build: nothing cached
+    (tree / "_build").mkdir()
+    (tree / "_build/.book-inputs").write_text("")  # the stamp written after the last clear
+    assert "rm -rf _build/.jupyter_cache" not in make_dry_run(tree)
+    for changed in ("asyncrl_lab/run.py", "results/new.json"):
+        (tree / changed).write_text("changed")
+        stamp_time = (tree / "_build/.book-inputs").stat().st_mtime
+        os.utime(tree / changed, (stamp_time + 10, stamp_time + 10))
+        assert "rm -rf _build/.jupyter_cache" in make_dry_run(tree), changed
+        os.utime(tree / "_build/.book-inputs", (stamp_time + 20, stamp_time + 20))
