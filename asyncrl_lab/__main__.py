@@ -1,10 +1,15 @@
 """The command line:
 
-    python -m asyncrl_lab train a3c --env CartPole-v1 --workers 2 --steps 200000 --out runs/x
+    python -m asyncrl_lab train a3c --env CartPole-v1 --workers 2 --steps 200000 --out runs/x \
+        --checkpoint-every 50000
+    python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
 
 Every field of the algorithm's config is an option (--t-max, --entropy-beta, --lr, ...).
-`train` writes history.csv, config.json and checkpoint.pt into --out, also when interrupted.
+`train` writes history.csv, config.json and checkpoint.pt into --out, every --checkpoint-every
+global steps and when training ends, however it ends (finished, interrupted, failed).
+`--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
+and history (only --steps and --workers may change).
 """
 from __future__ import annotations
 
@@ -40,16 +45,30 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls):
                             help=f"(default: {default})")
 
 
+def _add_run_options(parser: argparse.ArgumentParser, required_out: bool):
+    parser.add_argument("--out", required=required_out, default=argparse.SUPPRESS,
+                        help="directory to write the run into")
+    parser.add_argument("--checkpoint-every", type=int, default=argparse.SUPPRESS, metavar="N",
+                        help="also save the run every N global steps")
+    parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
+                        help="hide the progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m asyncrl_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an algorithm and save the run")
-    algos = train.add_subparsers(dest="algo", required=True, metavar="ALGO")
+    _add_run_options(train, required_out=False)
+    train.add_argument("--resume", metavar="RUN", help="continue the run saved in this directory")
+    train.add_argument("--steps", dest="total_steps", type=int, default=argparse.SUPPRESS,
+                       help="with --resume: the new total of global steps")
+    train.add_argument("--workers", type=int, default=argparse.SUPPRESS,
+                       help="with --resume: the number of worker processes")
+    algos = train.add_subparsers(dest="algo", metavar="ALGO")
     for name, config_cls in CONFIGS.items():
         sub = algos.add_parser(name, help=config_cls.__doc__)
-        sub.add_argument("--out", required=True, help="directory to write the run into")
-        sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        _add_run_options(sub, required_out=True)
         _add_config_options(sub, config_cls)
     evaluate = commands.add_parser("evaluate", help="print the mean return of a saved run")
     evaluate.add_argument("run", help="directory written by `train --out`")
@@ -64,24 +83,21 @@ def main(argv=None) -> int:
 
     try:
         if args.command == "train":
+            if args.algo is None and not getattr(args, "resume", None):
+                raise ValueError(f"name the algorithm to train ({', '.join(CONFIGS)}) or "
+                                 "pass --resume RUN")
             options = {k: v for k, v in vars(args).items()
-                       if k not in ("command", "algo", "out", "no_progress")}
-            try:
-                run = train(args.algo, progress=not args.no_progress, **options)
-            except WorkerError as err:
-                if getattr(err, "run", None) is not None:
-                    err.run.save(args.out)
-                    print(f"partial run saved to {args.out}", file=sys.stderr)
-                raise
-            run.save(args.out)
+                       if k not in ("command", "algo", "no_progress", "resume")}
+            run = train(args.algo, progress=not getattr(args, "no_progress", False),
+                        resume=args.resume, **options)
             print(f"{run.status}: {run.global_step} steps, {len(run.history)} episodes in "
-                  f"{run.wall_time:.1f} s; saved to {args.out}")
+                  f"{run.wall_time:.1f} s; saved to {options.get('out', args.resume)}")
         else:
             run = load(args.run)
             result = run.evaluate(args.episodes, greedy=args.greedy)
             print(f"mean return over {args.episodes} episodes: {result['mean']:.2f} "
                   f"(std {result['std']:.2f})")
-    except (ValueError, FileNotFoundError, WorkerError) as err:
+    except (ValueError, OSError, WorkerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,7 +10,8 @@ statistics to the parent over one pipe each, so a worker that dies cannot corrup
 Lifecycle guarantees (each is tested):
 
 * Ctrl-C, or "interrupt kernel" in Jupyter, stops every worker within seconds and returns the
-  partial run. Workers ignore SIGINT from birth; only the parent decides to stop.
+  partial run, also during start-up. Workers ignore SIGINT from birth; only the parent decides
+  to stop.
 * An exception in a worker is re-raised in the parent as `WorkerError` with the worker's
   traceback, after the other workers are stopped.
 * A worker that dies without a word (SIGKILL, out of memory) is detected at once through its
@@ -154,7 +155,9 @@ def _die_with_parent():
 
 
 def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_pid, t0):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent decides when to stop
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the spawn
     _die_with_parent()
     if os.getppid() != parent_pid:
         return
@@ -175,19 +178,22 @@ def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_
 
 @contextlib.contextmanager
 def _children_ignore_sigint():
-    """Start children with SIGINT ignored, so a Ctrl-C reaches only the parent.
+    """Start children with SIGINT blocked, so a Ctrl-C during their start-up reaches only the parent.
 
-    A spawned Python keeps an inherited SIG_IGN for SIGINT, so workers are immune even while
-    they are still importing torch, before `_worker_entry` runs.
+    The signal mask survives fork and exec, so a spawned worker cannot be interrupted while it
+    imports torch, before `_worker_entry` ignores SIGINT for good. In the parent, a SIGINT that
+    arrives meanwhile stays pending and is delivered, as a KeyboardInterrupt, when the block is
+    lifted: an interrupt at start-up stops the run instead of being lost.
     """
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "pthread_sigmask")):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _resource_tracker_running() -> bool:
@@ -211,12 +217,13 @@ def _signal_name(exitcode: int) -> str:
     return f"signal {-exitcode}"
 
 
-def run_workers(worker_fn, config, shared: dict, *, progress=None) -> Outcome:
+def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: int = 0) -> Outcome:
     """Run `worker_fn(ctx)` in `config.workers` processes until T >= total_steps, then clean up.
 
     `shared` holds the objects every worker sees (the global model, the optimizer, ...), already in
     shared memory. `progress`, if given, is called in the parent about 5 times a second with the
-    outcome so far. Returns the Outcome; raises WorkerError/WorkerDied (with `.outcome`) on failure.
+    outcome so far. T starts at `start_step` (a resumed run continues its count). Returns the
+    Outcome; raises WorkerError/WorkerDied (with `.outcome`) on failure.
     A KeyboardInterrupt returns the partial outcome with status "interrupted".
     """
     mp_ctx = mp.get_context(config.start_method)
@@ -224,6 +231,7 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None) -> Outcome:
                 torch.zeros(config.workers, dtype=torch.int64).share_memory_(),  # updates per worker
                 torch.zeros(1, dtype=torch.uint8).share_memory_())  # the stop flag
     steps, updates, stop = counters
+    steps[0] = start_step  # T is the sum of the slots; worker 0 carries the resumed count
     tracker_was_running = _resource_tracker_running()
     seeds = np.random.SeedSequence(config.seed).generate_state(config.workers).tolist()
     outcome = Outcome()

@@ -63,13 +63,21 @@ class History:
         return int(self.global_step[i]), float(self.wall_time[i])
 
     def to_csv(self, path):
-        with _atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        with _atomic_path(path) as tmp:
+            self._write_csv(tmp)
+
+    def _write_csv(self, file):
+        with open(file, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(EPISODE_COLUMNS)
-            for row in zip(self.worker, self.global_step, self.wall_time, self.episode_return,
-                           self.episode_length):
+            for row in self.rows():
                 writer.writerow([int(row[0]), int(row[1]), f"{row[2]:.4f}", repr(float(row[3])),
                                  int(row[4])])
+
+    def rows(self) -> list:
+        """The episodes as (worker, global step, wall time, return, length) tuples."""
+        return list(zip(self.worker, self.global_step, self.wall_time, self.episode_return,
+                        self.episode_length))
 
     @classmethod
     def from_csv(cls, path, staleness=None) -> "History":
@@ -132,13 +140,12 @@ class Run:
         return plot_learning_curves(self, window=window)
 
     def save(self, path) -> Path:
-        """Write config.json, history.csv, staleness.csv and checkpoint.pt into directory `path`.
+        """Write checkpoint.pt, history.csv and config.json into directory `path`.
 
-        Every file is written to a temporary name and renamed, so a crash mid-write leaves the
-        previous version intact.
+        All three are written to temporary names first and renamed over the old ones only when
+        all three are complete, so a failure (a full disk, a crash) leaves the previous save intact.
         """
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         meta = {"algo": self.algo, "status": self.status, "global_step": self.global_step,
                 "wall_time": self.wall_time, "message": self.message,
                 "config": self.config.to_dict()}
@@ -147,11 +154,19 @@ class Run:
                       "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                       "optimizer": self.optimizer_state,
                       "staleness": torch.as_tensor(self.history.staleness)}
-        with _atomic_path(path / "checkpoint.pt") as tmp:
-            torch.save(checkpoint, tmp)
-        self.history.to_csv(path / "history.csv")
-        with _atomic_path(path / "config.json") as tmp, open(tmp, "w") as f:
-            json.dump(meta, f, indent=2)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with contextlib.ExitStack() as stack:
+                ckpt_tmp, history_tmp, meta_tmp = (
+                    stack.enter_context(_atomic_path(path / name))
+                    for name in ("checkpoint.pt", "history.csv", "config.json"))
+                torch.save(checkpoint, ckpt_tmp)
+                self.history._write_csv(history_tmp)
+                with open(meta_tmp, "w") as f:
+                    json.dump(meta, f, indent=2)
+        except OSError as err:
+            raise OSError(f"could not save the run to {str(path)!r} ({err.strerror or err}); "
+                          "any run saved there before is intact") from err
         return path
 
 
@@ -182,9 +197,9 @@ def load(path) -> Run:
                ckpt["wall_time"], ckpt["message"], ckpt["optimizer"])
 
 
-def train(algo: str, env: str | None = None, workers: int | None = None,
+def train(algo: str | None = None, env: str | None = None, workers: int | None = None,
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
-          **options) -> Run:
+          out=None, checkpoint_every: int | None = None, resume=None, **options) -> Run:
     """Train `algo` ("a3c") on a Gymnasium env id with `workers` processes for `total_steps`
     global steps. Further keyword options are the fields of the algorithm's config (e.g. t_max,
     lr, entropy_beta); a bad value raises ValueError before any process starts.
@@ -193,43 +208,159 @@ def train(algo: str, env: str | None = None, workers: int | None = None,
     callable that receives the run's state so far (`.global_step`, `.wall_time`, `.episodes`)
     about five times a second, such as `plots.LiveCurve`.
 
+    `out`: a directory to save the run into when training ends, however it ends, and, with
+    `checkpoint_every=N`, every N global steps on the way. A failed save warns and training goes
+    on; the previous save stays intact.
+
+    `resume`: a directory saved by an earlier run (or a Run). Training continues from its global
+    step, learning-rate schedule, optimizer statistics and history, up to `total_steps` (which
+    may be raised); `workers` may change, nothing else. `out` defaults to that directory.
+
     Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. A failing worker
     raises WorkerError; its `.run` holds the partial run.
     """
     if not (isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress must be True, False or a callable, not {progress!r}")
-    config_cls = config_for(algo)
-    algo = algo.lower()
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
+            checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be an integer >= 1, not {checkpoint_every!r}")
+    if checkpoint_every is not None and out is None and resume is None:
+        raise ValueError("checkpoint_every needs a directory to save into: pass out=...")
     given = {"env": env, "workers": workers, "total_steps": total_steps, "seed": seed}
-    config = config_cls.from_dict({**{k: v for k, v in given.items() if v is not None}, **options})
+    given = {k: v for k, v in given.items() if v is not None}
+    previous = None
+    if resume is not None:
+        previous = resume if isinstance(resume, Run) else load(resume)
+        out = resume if out is None and not isinstance(resume, Run) else out
+        config = _resumed_config(algo, previous, {**given, **options})
+        algo = previous.algo
+    else:
+        if algo is None:
+            raise ValueError("name the algorithm to train (one of "
+                             f"{sorted(ALGORITHMS)}), or pass resume=<run directory>")
+        config = config_for(algo).from_dict({**given, **options})
+        algo = algo.lower()
+    if out is not None:
+        _check_writable(out)
     obs_shape, n_actions = env_spaces(config.env, sticky_actions=config.sticky_actions,
                                       episodic_life=config.episodic_life)
     module = ALGORITHMS[algo]
     torch.manual_seed(config.seed)
     shared = module.build_shared(config, obs_shape, n_actions)
-    bar = _ProgressBar(config.total_steps, enabled=progress is True)
+    if previous is not None:
+        shared["model"].load_state_dict(previous.model.state_dict())
+        shared["optimizer"].load_state_dict(previous.optimizer_state)
+
+    start_step = previous.global_step if previous is not None else 0
+
+    def snapshot(outcome: Outcome) -> Run:
+        return _to_run(algo, config, shared, outcome, previous)
+
+    bar = _ProgressBar(config.total_steps, enabled=progress is True, start=start_step)
+    report = progress if callable(progress) else bar
+    checkpoints = _Checkpoints(out, checkpoint_every, snapshot, start_step)
+
+    def on_progress(outcome: Outcome):
+        report(outcome)
+        checkpoints(outcome)
+
     outcome = None
     try:
-        outcome = run_workers(module.worker, config, shared,
-                              progress=progress if callable(progress) else bar)
+        outcome = run_workers(module.worker, config, shared, progress=on_progress,
+                              start_step=start_step)
     except WorkerError as err:
         outcome = err.outcome
-        err.run = _to_run(algo, config, shared, err.outcome)
+        err.run = snapshot(err.outcome)
+        if checkpoints.final(err.run):
+            err.args = (f"{err.args[0]}\nthe partial run is saved in {str(out)!r}",)
         raise
     finally:
         bar.close(outcome)
-    run = _to_run(algo, config, shared, outcome)
+    run = snapshot(outcome)
+    checkpoints.final(run)
     if run.status == "interrupted":
         warnings.warn(f"training interrupted at global step {run.global_step} of "
                       f"{config.total_steps}; returning the partial run ({len(run.history)} "
-                      "episodes)", stacklevel=2)
+                      "episodes)" + (f", saved to {str(out)!r}" if out is not None else ""),
+                      stacklevel=2)
     return run
 
 
-def _to_run(algo, config, shared, outcome: Outcome) -> Run:
-    return Run(algo, config, shared["model"], History(outcome.episodes, outcome.staleness),
-               outcome.status, outcome.global_step, outcome.wall_time, outcome.message,
-               shared["optimizer"].state_dict())
+def _check_writable(out):
+    """Fail before training, not after it, if the run cannot be saved where the user asked."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise ValueError(f"cannot save the run in {str(out)!r}: {err.strerror or err}") from None
+
+
+def _resumed_config(algo, previous: Run, changes: dict):
+    if algo is not None and algo.lower() != previous.algo:
+        raise ValueError(f"cannot resume a {previous.algo!r} run as {algo!r}: the checkpoint "
+                         f"was written by {previous.algo!r}")
+    changed = {k for k, v in changes.items() if getattr(previous.config, k, None) != v}
+    fixed = sorted(changed - {"total_steps", "workers"})
+    if fixed:
+        raise ValueError(f"a resumed run keeps its settings; only total_steps and workers may "
+                         f"change, not {fixed}")
+    config = type(previous.config).from_dict({**previous.config.to_dict(), **changes})
+    if config.total_steps <= previous.global_step:
+        raise ValueError(f"the run to resume is already at global step {previous.global_step:,}; "
+                         f"pass total_steps greater than that (got {config.total_steps:,})")
+    return config
+
+
+class _Checkpoints:
+    """Save the run into `out` every `every` global steps and at the end.
+
+    A failed save warns and lets training go on (the previous save is intact). A network whose
+    parameters are no longer finite is never saved, so it cannot replace the last good checkpoint.
+    """
+
+    def __init__(self, out, every, snapshot, start_step: int):
+        self.out, self.every, self.snapshot = out, every, snapshot
+        self.next = start_step + every if every else None
+
+    def __call__(self, outcome: Outcome):
+        if self.out is None or self.next is None or outcome.global_step < self.next:
+            return
+        self.next = (outcome.global_step // self.every + 1) * self.every
+        self._save(self.snapshot(outcome))
+
+    def final(self, run: Run) -> bool:
+        """Save the run as it ended; True if it was saved."""
+        return self.out is not None and self._save(run)
+
+    def _save(self, run: Run) -> bool:
+        if not all(torch.isfinite(p).all() for p in run.model.parameters()):
+            warnings.warn(f"the network's parameters are not finite at global step "
+                          f"{run.global_step:,}; not saving over {str(self.out)!r}, which keeps "
+                          "the last good checkpoint", stacklevel=3)
+            return False
+        try:
+            run.save(self.out)
+        except OSError as err:
+            warnings.warn(f"checkpoint at global step {run.global_step:,} failed: {err}",
+                          stacklevel=3)
+            return False
+        return True
+
+
+def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None) -> Run:
+    """The Run so far; a resumed run's history and wall time continue the previous ones."""
+    episodes, staleness, wall_time = outcome.episodes, outcome.staleness, outcome.wall_time
+    if previous is not None:
+        offset = previous.wall_time
+        episodes = previous.history.rows() + [(w, s, t + offset, r, n)
+                                              for w, s, t, r, n in episodes]
+        before = previous.history.staleness
+        merged = np.zeros(max(len(before), len(staleness)), dtype=np.int64)
+        merged[: len(before)] += before
+        merged[: len(staleness)] += staleness
+        staleness, wall_time = merged, offset + wall_time
+    return Run(algo, config, shared["model"], History(episodes, staleness), outcome.status,
+               outcome.global_step, wall_time, outcome.message, shared["optimizer"].state_dict())
 
 
 class _ProgressBar:
@@ -240,24 +371,24 @@ class _ProgressBar:
     the executed notebook, and the static book built from it, keep the final state.
     """
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.bar, self.handle = total, None, None
+    def __init__(self, total: int, enabled: bool, start: int = 0):
+        self.total, self.start, self.bar, self.handle = total, start, None, None
         self.last_update = 0.0
         if not enabled:
             return
         if _in_jupyter_kernel():
             from IPython.display import display
 
-            self.handle = display(self._bundle(0, 0.0, []), raw=True, display_id=True)
+            self.handle = display(self._bundle(start, 0.0, []), raw=True, display_id=True)
         else:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="step", unit_scale=True, smoothing=0.1,
-                            dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True,
+                            smoothing=0.1, dynamic_ncols=True)
 
     def _bundle(self, step: int, seconds: float, recent) -> dict:
         text = (f"T = {step:,} / {self.total:,} steps ({step / self.total:.0%}), {seconds:.1f} s, "
-                f"{step / max(seconds, 1e-9):,.0f} steps/s")
+                f"{(step - self.start) / max(seconds, 1e-9):,.0f} steps/s")
         if recent:
             text += f", mean return of the last {len(recent)} episodes {np.mean(recent):.1f}"
         return {"text/plain": text,

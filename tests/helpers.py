@@ -29,9 +29,19 @@ gym.register("SlowCartPole-v0", entry_point="helpers:SlowCartPole", max_episode_
 
 
 class SlowCartPole(CartPoleEnv):
-    """CartPole at about 1,000 steps/s, so that a run lasts long enough to be interrupted."""
+    """CartPole at about 1,000 steps/s, so that a run lasts long enough to be interrupted.
+
+    With ASYNCRL_STEPPING_DIR set, each env leaves a file there once it has taken 100 steps, so
+    a test can wait until workers are really stepping, however slowly the machine starts them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = 0
 
     def step(self, action):
+        self.steps += 1
+        if self.steps == 100 and os.environ.get("ASYNCRL_STEPPING_DIR"):
+            open(os.path.join(os.environ["ASYNCRL_STEPPING_DIR"], str(os.getpid())), "w").close()
         time.sleep(0.001)
         return super().step(action)
 
@@ -89,3 +99,71 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def subprocess_env() -> dict:
     """The environment for a child Python that imports asyncrl_lab and these helpers."""
     return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+
+
+class NaNCartPole(CartPoleEnv):
+    """CartPole whose reward becomes NaN after `nan_after` steps: a diverging loss."""
+
+    def __init__(self, nan_after: int = 2000, **kwargs):
+        super().__init__(**kwargs)
+        self.nan_after, self.steps = nan_after, 0
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if self.steps > self.nan_after else reward, terminated, \
+            truncated, info
+
+
+gym.register("NaNCartPole-v0", entry_point="helpers:NaNCartPole", max_episode_steps=500)
+
+# Fault injection into any algorithm's worker, configured through the environment (which spawned
+# workers inherit): ASYNCRL_FAULT="<point>:<action>[:<after>]" with point start|sync|update and
+# action raise|slow|poison; ASYNCRL_FAULT_ALGO names the real algorithm; ASYNCRL_FAULT_DIR is
+# where workers leave marker files ("<point>.<rank>") and their learning rates ("lr.<rank>").
+
+
+class FaultyContext:
+    """Wraps a WorkerContext: marks, delays or breaks the worker at a chosen point."""
+
+    def __init__(self, ctx, point, action, after):
+        self._ctx, self._point, self._action, self._after = ctx, point, action, after
+        self._counts = {}
+        self._dir = os.environ["ASYNCRL_FAULT_DIR"]
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def _at(self, point):
+        self._counts[point] = self._counts.get(point, 0) + 1
+        open(os.path.join(self._dir, f"{point}.{self._ctx.rank}"), "a").close()
+        if point != self._point or self._counts[point] <= self._after:
+            return
+        if self._action == "raise":
+            raise RuntimeError(f"injected fault at {point} #{self._counts[point]}")
+        if self._action == "slow":
+            time.sleep(0.5)
+        if self._action == "poison":
+            with torch.no_grad():
+                for p in self._ctx.model.parameters():
+                    p.fill_(float("nan"))
+            raise FloatingPointError("injected: the shared parameters are NaN")
+
+    def sync(self, local):
+        self._at("sync")
+        return self._ctx.sync(local)
+
+    def apply_gradients(self, local, lr):
+        self._at("update")
+        with open(os.path.join(self._dir, f"lr.{self._ctx.rank}"), "a") as f:
+            f.write(f"{self._ctx.global_step} {lr!r}\n")
+        return self._ctx.apply_gradients(local, lr)
+
+
+def faulty_worker(ctx):
+    from asyncrl_lab.algos import ALGORITHMS
+
+    point, action, *after = os.environ["ASYNCRL_FAULT"].split(":")
+    faulty = FaultyContext(ctx, point, action, int(after[0]) if after else 0)
+    faulty._at("start")
+    ALGORITHMS[os.environ["ASYNCRL_FAULT_ALGO"]].worker(faulty)

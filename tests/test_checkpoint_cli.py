@@ -99,3 +99,21 @@ def test_a_progress_callable_sees_the_run_advance():
     assert seen[-1][1] > 0  # episodes arrive while the run is going
     with pytest.raises(ValueError, match="progress must be True, False or a callable"):
         lab.train("a3c", env="CartPole-v1", total_steps=10, progress="yes")
+
+
+def test_training_writes_nothing_outside_the_run_directory(tmp_path):
+    """The CLI run leaves its three files in --out and nothing in the working directory, the
+    home directory or the temporary directory."""
+    dirs = {name: tmp_path / name for name in ("cwd", "home", "tmp")}
+    for d in dirs.values():
+        d.mkdir()
+    env = {**subprocess_env(), "HOME": str(dirs["home"]), "TMPDIR": str(dirs["tmp"])}
+    out = tmp_path / "runs" / "x"
+    subprocess.run([sys.executable, "-m", "asyncrl_lab", "train", "a3c", "--env", "CartPole-v1",
+                    "--steps", "3000", "--out", str(out), "--checkpoint-every", "1000",
+                    "--no-progress"], cwd=dirs["cwd"], env=env, check=True, timeout=120,
+                   capture_output=True)
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.json", "history.csv"]
+    for name, d in dirs.items():
+        assert list(d.rglob("*")) == [], f"something was written into {name}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "home", "runs", "tmp"]

@@ -23,16 +23,33 @@ from helpers import ROOT, children_of, staggered_updates, subprocess_env, worker
 LONG = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000, progress=False)
 
 
-def _when_workers_run(action, n=2, timeout=30.0):
+@pytest.fixture(autouse=True)
+def stepping_dir(tmp_path, monkeypatch):
+    """Where SlowCartPole envs (in workers) report that they are stepping."""
+    path = tmp_path / "stepping"
+    path.mkdir()
+    monkeypatch.setenv("ASYNCRL_STEPPING_DIR", str(path))
+    return path
+
+
+def wait_until_stepping(path, n=2, timeout=60.0):
+    deadline = time.time() + timeout
+    while len(list(path.iterdir())) < n and time.time() < deadline:
+        time.sleep(0.02)
+    assert len(list(path.iterdir())) >= n, "the workers never started stepping"
+
+
+def _when_workers_run(action, n=2, timeout=60.0):
     """Call `action(worker_pids)` in a thread once `n` workers are up and stepping."""
+    path = os.environ["ASYNCRL_STEPPING_DIR"]
+
     def watch():
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if len(workers_of()) >= n:
-                time.sleep(2.0)  # past start-up: mid-rollout
+            if len(os.listdir(path)) >= n:
                 action([k.pid for k in workers_of()])
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     return thread
@@ -109,16 +126,13 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
+def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group(stepping_dir):
     # A terminal's Ctrl-C sends SIGINT to every process of the foreground group, workers included.
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, text=True,
                             env=subprocess_env(), start_new_session=True,
                             preexec_fn=_foreground_sigint)
     try:
-        deadline = time.time() + 30
-        while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
-            time.sleep(0.05)
-        time.sleep(2.0)
+        wait_until_stepping(stepping_dir)
         workers = workers_of(proc.pid)
         assert len(workers) >= 2
         t = time.time()
@@ -134,12 +148,10 @@ def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group():
     assert not any(w.is_running() and w.status() != "zombie" for w in workers)
 
 
-def test_workers_exit_when_their_parent_is_killed():
+def test_workers_exit_when_their_parent_is_killed(stepping_dir):
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=subprocess_env(),
                             stdout=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while len(workers_of(proc.pid)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
+    wait_until_stepping(stepping_dir)
     workers = workers_of(proc.pid)
     assert len(workers) >= 2
     proc.kill()
@@ -183,7 +195,7 @@ def test_workers_share_parameters_and_optimizer_statistics(shared_stats):
     assert children_of() == []
 
 
-def test_interrupt_kernel_in_jupyter_stops_the_run_and_keeps_it():
+def test_interrupt_kernel_in_jupyter_stops_the_run_and_keeps_it(stepping_dir):
     """The real thing: a Jupyter kernel runs train(), and the client presses "interrupt kernel"."""
     from jupyter_client.manager import start_new_kernel
 
@@ -193,11 +205,8 @@ def test_interrupt_kernel_in_jupyter_stops_the_run_and_keeps_it():
         kernel_pid = km.provisioner.process.pid
         msg_id = kc.execute("run = lab.train('a3c', env='helpers:SlowCartPole-v0', workers=2, "
                             "total_steps=120_000, progress=False)")
-        deadline = time.time() + 60
-        while len(workers_of(kernel_pid)) < 2 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until_stepping(stepping_dir)
         assert len(workers_of(kernel_pid)) == 2
-        time.sleep(2.0)
         t = time.time()
         km.interrupt_kernel()
         while True:
