@@ -92,8 +92,9 @@ def threads_vs_processes(n: int, env_id: str = "CartPole-v1", steps: int = 50_00
     import torch.multiprocessing as mp
 
     rates = {"1 env, 1 thread": env_steps_per_second(env_id, steps)}
+    spawn = mp.get_context("spawn")
     for label, pool in ((f"{n} threads", ThreadPoolExecutor(n)),
-                        (f"{n} processes", ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")))):
+                        (f"{n} processes", ProcessPoolExecutor(n, mp_context=spawn))):
         with pool:
             list(pool.map(env_steps_per_second, [env_id] * n, [1_000] * n))  # start-up, imports
             start = time.perf_counter()

@@ -71,7 +71,9 @@ def main():
     lines = [Sampler.format(r) for r in sampler.rows] + [
         f"status {run.status}; {run.global_step:,} steps, {len(run.history):,} episodes in "
         f"{run.wall_time:.0f} s",
-        f"parent memory {first[3]:.1f} -> {last[3]:.1f} MB ({last[3] - first[3]:+.1f} MB)",
+        f"parent memory {first[3]:.1f} -> {last[3]:.1f} MB ({last[3] - first[3]:+.1f} MB, "
+        f"{(last[3] - first[3]) * MB / max(last[5] - first[5], 1):.0f} bytes per episode "
+        "recorded: the run's history, which the parent keeps)",
         *(f"worker {i} memory {a:.1f} -> {b:.1f} MB ({b - a:+.1f} MB)"
           for i, (a, b) in enumerate(zip(first[4], last[4]))),
         f"steps/s after start-up: first interval {rates[0]:,.0f}, last {rates[-1]:,.0f} "

@@ -108,7 +108,8 @@ def test_interrupt_mid_rollout_and_mid_update(faulty, sigint_raises_keyboard_int
     assert saved.global_step == run.global_step
 
 
-@pytest.mark.parametrize("fault, where", [("start:raise", "start #1"), ("update:raise:20", "update #21")])
+@pytest.mark.parametrize("fault, where", [("start:raise", "start #1"),
+                                          ("update:raise:20", "update #21")])
 def test_an_exception_in_a_worker_stops_the_run_and_keeps_it(faulty, tmp_path, fault, where):
     algo = faulty(fault)
     with pytest.raises(lab.WorkerError, match=f"injected fault at {where}") as info:
@@ -162,10 +163,11 @@ def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, 
     assert lab.load(out).global_step >= 500  # the last periodic checkpoint
 
 
-def test_a_diverging_loss_names_worker_and_step_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_a_diverging_loss_names_worker_and_step_and_keeps_the_last_good_checkpoint(faulty,
+                                                                                   tmp_path):
     out = tmp_path / "run"
     with pytest.raises(lab.WorkerError, match=r"worker \d: the loss is nan at global step \d+"):
-        lab.train("a3c", env="helpers:NaNCartPole-v0", workers=2, total_steps=1_000_000,
+        lab.train(faulty.algo, env="helpers:NaNCartPole-v0", workers=2, total_steps=1_000_000,
                   progress=False, out=out, checkpoint_every=1000)
     assert children_of() == []
     assert_saved(out, "failed", min_step=1000)
@@ -183,8 +185,8 @@ def test_poisoned_parameters_never_replace_the_last_good_checkpoint(faulty, tmp_
     assert children_of() == []
 
 
-def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
-    run = lab.train("a3c", env="CartPole-v1", workers=1, total_steps=2000, progress=False)
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(faulty, tmp_path, monkeypatch):
+    run = lab.train(faulty.algo, env="CartPole-v1", workers=1, total_steps=2000, progress=False)
     run.save(tmp_path / "run")
     before = {k: v.clone() for k, v in lab.load(tmp_path / "run").model.state_dict().items()}
     files_before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
@@ -206,13 +208,13 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
         assert torch.equal(v, before[k])
 
 
-def test_failing_periodic_checkpoints_warn_and_training_goes_on(tmp_path, monkeypatch):
+def test_failing_periodic_checkpoints_warn_and_training_goes_on(faulty, tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.warns(UserWarning, match="checkpoint at global step .* failed"):
-        run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=6000, progress=False,
+        run = lab.train(faulty.algo, env="CartPole-v1", workers=2, total_steps=6000, progress=False,
                         out=tmp_path / "run", checkpoint_every=1000)
     assert run.status == "finished" and run.global_step >= 6000
     assert children_of() == []
