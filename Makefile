@@ -6,11 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # What the book's executed outputs depend on besides the notebooks' own code cells. jupyter-cache
-# keys on the code cells only, so when any of these changes the cache and Sphinx's saved state are
-# cleared and every chapter runs again.
+# keys on the code cells only, so when any of these changes, or quick mode (ASYNCRL_QUICK) is not
+# what the last build used, the cache and Sphinx's saved state are cleared and every chapter runs
+# again.
 BOOK_INPUTS := $(shell find asyncrl_lab book/_ext results -type f -not -name '*.pyc' 2>/dev/null) \
 	_config.yml $(STAMP)
 BOOK_STAMP := _build/.book-inputs
+CLEAR_BOOK := rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
 
 .PHONY: book test clean
 
@@ -24,11 +26,14 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 $(BOOK_STAMP): $(BOOK_INPUTS)
-	rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
+	$(CLEAR_BOOK)
 	mkdir -p _build
 	touch $(BOOK_STAMP)
 
 book: $(STAMP) $(BOOK_STAMP)
+	@if [ "$$(cat _build/.book-mode 2>/dev/null)" != "ASYNCRL_QUICK=$$ASYNCRL_QUICK" ]; then \
+		echo "quick mode changed: executing every chapter again"; $(CLEAR_BOOK); fi
+	@echo "ASYNCRL_QUICK=$$ASYNCRL_QUICK" > _build/.book-mode
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 
 clean:

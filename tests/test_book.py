@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,34 +90,42 @@ def test_references_resolve(quick_book):
         assert author in page
 
 
-def make_dry_run(tree: Path) -> str:
-    proc = subprocess.run(["make", "-n", "book"], cwd=tree, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+def make_book_clears_cache(tree: Path, **env) -> bool:
+    """Run `make book` in `tree` (whose jupyter-book is a stand-in that does nothing) and say
+    whether it cleared the execution cache."""
+    marker = tree / "_build" / ".jupyter_cache" / "cached"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("")
+    environment = {k: v for k, v in os.environ.items() if k != "ASYNCRL_QUICK"}
+    proc = subprocess.run(["make", "book"], cwd=tree, capture_output=True, text=True, timeout=60,
+                          env={**environment, **env})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return not marker.exists()
 
 
-def test_make_book_clears_the_execution_cache_when_the_package_changes(tmp_path):
+def test_make_book_clears_the_execution_cache_when_its_inputs_change(tmp_path):
     """jupyter-cache keys on the notebooks' code cells only; the Makefile must clear it when the
-    package (or results/, or the installed requirements) changes."""
+    package, results/ or quick mode change, and only then."""
     tree = tmp_path / "tree"
     for name in ("Makefile", "_config.yml", "requirements.txt", "pyproject.toml"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, tree / name)
-    for path in ("asyncrl_lab/run.py", "book/_ext/ipynb_download.py", ".venv/.installed"):
+    for path in ("asyncrl_lab/run.py", "book/_ext/ipynb_download.py", "results/soak.txt",
+                 ".venv/.installed"):
         (tree / path).parent.mkdir(parents=True, exist_ok=True)
         (tree / path).write_text("x")
-    (tree / "results").mkdir()
     (tree / ".venv/bin").mkdir()
-    (tree / ".venv/bin/python").write_text("")
-    (tree / ".venv/bin/python").chmod(0o755)
-    assert "rm -rf _build/.jupyter_cache" in make_dry_run(tree)  # first build: nothing cached
-    (tree / "_build").mkdir()
-    (tree / "_build/.book-inputs").write_text("")  # the stamp written after the last clear
-    assert "rm -rf _build/.jupyter_cache" not in make_dry_run(tree)
-    for changed in ("asyncrl_lab/run.py", "results/new.json"):
+    for tool in ("python", "jupyter-book"):
+        (tree / ".venv/bin" / tool).write_text("#!/bin/sh\nexit 0\n")
+        (tree / ".venv/bin" / tool).chmod(0o755)
+    assert make_book_clears_cache(tree)  # the first build
+    assert not make_book_clears_cache(tree)  # nothing changed
+    for changed in ("asyncrl_lab/run.py", "results/soak.txt"):
+        earlier = time.time() - 100  # the last build was a while ago
+        os.utime(tree / "_build/.book-inputs", (earlier, earlier))
         (tree / changed).write_text("changed")
-        stamp_time = (tree / "_build/.book-inputs").stat().st_mtime
-        os.utime(tree / changed, (stamp_time + 10, stamp_time + 10))
-        assert "rm -rf _build/.jupyter_cache" in make_dry_run(tree), changed
-        os.utime(tree / "_build/.book-inputs", (stamp_time + 20, stamp_time + 20))
+        assert make_book_clears_cache(tree), changed
+        assert not make_book_clears_cache(tree)
+    assert make_book_clears_cache(tree, ASYNCRL_QUICK="1")
+    assert not make_book_clears_cache(tree, ASYNCRL_QUICK="1")
+    assert make_book_clears_cache(tree)
