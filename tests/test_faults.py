@@ -11,7 +11,6 @@ import threading
 import time
 import types
 
-import numpy as np
 import psutil
 import pytest
 import torch
@@ -43,13 +42,6 @@ def faulty(request, monkeypatch, tmp_path):
     inject.markers = markers
     inject.algo = algo
     return inject
-
-
-@pytest.fixture
-def sigint_raises_keyboard_interrupt():
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
 
 
 def when(condition, action, timeout=30.0):

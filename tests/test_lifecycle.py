@@ -55,15 +55,6 @@ def _when_workers_run(action, n=2, timeout=60.0):
     return thread
 
 
-@pytest.fixture
-def sigint_raises_keyboard_interrupt():
-    """Python's own SIGINT handler, as in a terminal or a kernel. A process started in the
-    background of a non-interactive shell (as CI may run us) inherits SIGINT ignored."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
-
-
 def _foreground_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before Python starts
 
