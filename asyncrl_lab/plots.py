@@ -1,6 +1,7 @@
 """Figures drawn from a Run's history."""
 from __future__ import annotations
 
+import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -85,22 +86,18 @@ class LiveCurve:
         self._last = 0.0
 
     def __call__(self, outcome):
-        import time
-
         from IPython.display import clear_output, display
+
+        from .run import History
 
         if time.time() - self._last < self.every_s:
             return
         self._last = time.time()
-        steps = [e[1] for e in outcome.episodes]
-        returns = [e[3] for e in outcome.episodes]
+        history = History(outcome.episodes)
         fig, ax = plt.subplots(figsize=(6, 3))
-        ax.plot(steps, returns, ".", ms=2, alpha=0.4)
-        if returns:
-            total = np.concatenate([[0.0], np.cumsum(returns)])
-            idx = np.arange(1, len(returns) + 1)
-            start = np.maximum(idx - 20, 0)
-            ax.plot(steps, (total[idx] - total[start]) / (idx - start), lw=1.5,
+        ax.plot(history.global_step, history.episode_return, ".", ms=2, alpha=0.4)
+        if len(history):
+            ax.plot(history.global_step, history.rolling_mean(20), lw=1.5,
                     label="mean of the last 20 episodes")
             ax.legend(loc="upper left", fontsize="small")
         ax.set_xlim(0, self.total_steps)

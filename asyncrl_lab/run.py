@@ -320,12 +320,16 @@ class _Checkpoints:
 
     def __init__(self, out, every, snapshot, start_step: int):
         self.out, self.every, self.snapshot = out, every, snapshot
-        self.next = start_step + every if every else None
+        self.next = self._after(start_step)
+
+    def _after(self, step: int):
+        """The first multiple of `every` past `step`: saves land on a fixed grid of steps."""
+        return (step // self.every + 1) * self.every if self.every else None
 
     def __call__(self, outcome: Outcome):
         if self.out is None or self.next is None or outcome.global_step < self.next:
             return
-        self.next = (outcome.global_step // self.every + 1) * self.every
+        self.next = self._after(outcome.global_step)
         self._save(self.snapshot(outcome))
 
     def final(self, run: Run) -> bool:

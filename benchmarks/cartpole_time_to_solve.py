@@ -20,16 +20,14 @@ import time
 from collections import deque
 
 import asyncrl_lab as lab
+from asyncrl_lab.experiments import A3C_CARTPOLE
 
 THRESHOLD, WINDOW = 475.0, 100
-# The CartPole settings of A3C used here (everything else is A3CConfig's default). t_max=20
-# instead of the paper's Atari value 5: a rollout's update costs ~0.2 ms of backward pass, so
-# longer rollouts triple the steps/s (benchmarks/throughput.py measures it).
-A3C_SETTINGS = dict(workers=2, total_steps=250_000, t_max=20, lr=3e-3, value_loss_coef=0.25)
+A3C_SETTINGS = dict(A3C_CARTPOLE, workers=2, total_steps=250_000)
 
 
 def run_a3c(seed: int) -> dict:
-    run = lab.train("a3c", env="CartPole-v1", seed=seed, progress=False, **A3C_SETTINGS)
+    run = lab.train("a3c", seed=seed, progress=False, **A3C_SETTINGS)
     hit = run.history.first_reaching(THRESHOLD, WINDOW)
     return {"solved": hit is not None, "steps": hit[0] if hit else None,
             "seconds": hit[1] if hit else None, "total_steps": run.global_step,

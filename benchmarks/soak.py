@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 
 import asyncrl_lab as lab
+from asyncrl_lab.experiments import A3C_CARTPOLE
 
 MB = 2**20
 
@@ -61,8 +62,8 @@ def main():
     print(f"A3C, CartPole-v1, 2 workers, {args.minutes:g} minutes, {os.cpu_count()} cores")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "interrupted" warning: this stop is the plan
-        run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=10**12, seed=0,
-                        t_max=20, lr=3e-3, value_loss_coef=0.25, progress=sampler)
+        run = lab.train("a3c", workers=2, total_steps=10**12, seed=0, progress=sampler,
+                        **A3C_CARTPOLE)
     # Row 0 is taken at start-up and row 1 closes the interval that includes it: memory is
     # compared from row 1, throughput from the interval after it.
     first, last = sampler.rows[1], sampler.rows[-1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import gymnasium as gym
@@ -63,6 +64,23 @@ def staggered_updates(ctx):
         local.bias.grad = torch.ones_like(local.bias)
         ctx.apply_gradients(local, lr=0.01)
         ctx.add_steps(1)
+
+
+def when(condition, action, timeout: float = 60.0) -> dict:
+    """Call `action()` in a thread as soon as `condition()` holds; the returned dict gets the
+    time it fired under "t"."""
+    fired = {}
+
+    def watch():
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if condition():
+                fired["t"] = time.time()
+                action()
+                return
+            time.sleep(0.01)
+    threading.Thread(target=watch, daemon=True).start()
+    return fired
 
 
 def children_of(pid=None) -> list:

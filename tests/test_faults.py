@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import types
 
@@ -18,7 +17,7 @@ import torch
 import asyncrl_lab as lab
 from asyncrl_lab.algos import ALGORITHMS
 
-from helpers import children_of, subprocess_env, workers_of
+from helpers import children_of, subprocess_env, when, workers_of
 
 SLOW = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=10_000_000, progress=False)
 
@@ -42,22 +41,6 @@ def faulty(request, monkeypatch, tmp_path):
     inject.markers = markers
     inject.algo = algo
     return inject
-
-
-def when(condition, action, timeout=30.0):
-    """Call `action()` in a thread as soon as `condition()` holds."""
-    fired = {}
-
-    def watch():
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if condition():
-                fired["t"] = time.time()
-                action()
-                return
-            time.sleep(0.01)
-    threading.Thread(target=watch, daemon=True).start()
-    return fired
 
 
 def interrupt_parent():

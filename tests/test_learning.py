@@ -8,15 +8,16 @@ import numpy as np
 import torch
 
 import asyncrl_lab as lab
+from asyncrl_lab.experiments import A3C_CARTPOLE
 from asyncrl_lab.nets import ActorCritic
 
 from helpers import children_of
 
-CARTPOLE = dict(workers=2, total_steps=250_000, t_max=20, lr=3e-3, value_loss_coef=0.25)
+CARTPOLE = dict(A3C_CARTPOLE, workers=2, total_steps=250_000)
 
 
 def test_a3c_learns_cartpole():
-    run = lab.train("a3c", env="CartPole-v1", seed=0, progress=False, **CARTPOLE)
+    run = lab.train("a3c", seed=0, progress=False, **CARTPOLE)
     assert run.status == "finished"
     best = run.history.rolling_mean(100)[99:].max()
     assert best >= 400, f"best rolling-100 mean {best:.1f} < 400"

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import psutil
@@ -17,7 +16,7 @@ from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import run_workers
 
-from helpers import ROOT, children_of, staggered_updates, subprocess_env, workers_of
+from helpers import ROOT, children_of, staggered_updates, subprocess_env, when, workers_of
 
 # About 1,000 steps/s per worker: 60 s if nothing stops it, far longer than any test waits.
 LONG = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000, progress=False)
@@ -42,17 +41,8 @@ def wait_until_stepping(path, n=2, timeout=60.0):
 def _when_workers_run(action, n=2, timeout=60.0):
     """Call `action(worker_pids)` in a thread once `n` workers are up and stepping."""
     path = os.environ["ASYNCRL_STEPPING_DIR"]
-
-    def watch():
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if len(os.listdir(path)) >= n:
-                action([k.pid for k in workers_of()])
-                return
-            time.sleep(0.02)
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    return when(lambda: len(os.listdir(path)) >= n,
+                lambda: action([k.pid for k in workers_of()]), timeout)
 
 
 def _foreground_sigint():
