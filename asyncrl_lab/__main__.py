@@ -2,10 +2,13 @@
 
     python -m asyncrl_lab train a3c --env CartPole-v1 --workers 2 --steps 200000 --out runs/x \
         --checkpoint-every 50000
+    python -m asyncrl_lab train n_step_q --env CartPole-v1 --steps 200000 --out runs/q \
+        --final-epsilons 0.1 0.01 0.5 --final-epsilon-probs 0.4 0.3 0.3
     python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
 
-Every field of the algorithm's config is an option (--t-max, --entropy-beta, --lr, ...).
+Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c. Every field of the algorithm's config is an
+option (--t-max, --entropy-beta, --target-update-interval, --lr, ...).
 `train` writes history.csv, config.json and checkpoint.pt into --out, every --checkpoint-every
 global steps and when training ends, however it ends (finished, interrupted, failed).
 `--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
@@ -36,7 +39,8 @@ def _add_config_options(parser: argparse.ArgumentParser, config_cls):
         if isinstance(default, bool):
             kind = _parse_bool
         elif isinstance(default, tuple):
-            parser.add_argument(flag, dest=f.name, type=int, nargs="+", default=argparse.SUPPRESS,
+            parser.add_argument(flag, dest=f.name, type=type(default[0]), nargs="+",
+                                default=argparse.SUPPRESS,
                                 help=f"(default: {' '.join(map(str, default))})")
             continue
         else:
@@ -50,6 +54,8 @@ def _add_run_options(parser: argparse.ArgumentParser, required_out: bool):
                         help="directory to write the run into")
     parser.add_argument("--checkpoint-every", type=int, default=argparse.SUPPRESS, metavar="N",
                         help="also save the run every N global steps")
+    parser.add_argument("--stop-at-return", type=float, default=argparse.SUPPRESS, metavar="R",
+                        help="end early once the mean return of the last 100 episodes reaches R")
     parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                         help="hide the progress bar")
 

@@ -18,6 +18,12 @@ def _fail(cls_name: str, name: str, value, allowed: str):
     raise ValueError(f"{cls_name}.{name}={value!r} is not allowed: {name} must be {allowed}")
 
 
+def _positive_int(config, key: str):
+    value = getattr(config, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail(type(config).__name__, key, value, "an integer >= 1")
+
+
 @dataclass(frozen=True)
 class AsyncConfig:
     """Settings shared by every asynchronous method (one process per actor-learner)."""
@@ -103,13 +109,74 @@ class A3CConfig(AsyncConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if isinstance(self.t_max, bool) or not isinstance(self.t_max, int) or self.t_max < 1:
-            _fail(type(self).__name__, "t_max", self.t_max, "an integer >= 1")
+        _positive_int(self, "t_max")
         self._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
         self._check_float("value_loss_coef", lambda v: v > 0, "a positive number")
 
 
-CONFIGS = {"a3c": A3CConfig}
+@dataclass(frozen=True)
+class QConfig(AsyncConfig):
+    """Settings the asynchronous value-based methods share (Algorithms S1 and S2).
+
+    Steps are agent steps; on Atari one is 4 frames, so the paper's 4M frames of epsilon annealing
+    are 1M steps and its target network update every 40,000 frames is every 10,000 steps.
+    """
+
+    epsilon_anneal_steps: int = 1_000_000  # epsilon falls linearly from 1 to its final value
+    final_epsilons: tuple = (0.1, 0.01, 0.5)  # each worker draws its final epsilon from these
+    final_epsilon_probs: tuple = (0.4, 0.3, 0.3)  # with these probabilities
+    target_update_interval: int = 10_000  # I_target: theta^- <- theta every this many global steps
+
+    def __post_init__(self):
+        super().__post_init__()
+        name = type(self).__name__
+        _positive_int(self, "epsilon_anneal_steps")
+        _positive_int(self, "target_update_interval")
+        for key in ("final_epsilons", "final_epsilon_probs"):
+            value = getattr(self, key)
+            if isinstance(value, list):
+                value = tuple(value)
+                object.__setattr__(self, key, value)
+            if not (isinstance(value, tuple) and value and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and 0.0 <= v <= 1.0 for v in value)):
+                _fail(name, key, value, "a non-empty tuple of numbers in [0, 1]")
+        if len(self.final_epsilon_probs) != len(self.final_epsilons):
+            _fail(name, "final_epsilon_probs", self.final_epsilon_probs,
+                  f"one probability per final epsilon ({len(self.final_epsilons)} of them)")
+        if abs(sum(self.final_epsilon_probs) - 1.0) > 1e-6:
+            _fail(name, "final_epsilon_probs", self.final_epsilon_probs, "probabilities summing to 1")
+
+
+@dataclass(frozen=True)
+class OneStepQConfig(QConfig):
+    """Asynchronous one-step Q-learning (Algorithm S1)."""
+
+    async_update_interval: int = 5  # I_AsyncUpdate: steps of accumulated gradients per update
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive_int(self, "async_update_interval")
+
+
+@dataclass(frozen=True)
+class OneStepSarsaConfig(OneStepQConfig):
+    """Asynchronous one-step Sarsa (Algorithm S1 with the on-policy target)."""
+
+
+@dataclass(frozen=True)
+class NStepQConfig(QConfig):
+    """Asynchronous n-step Q-learning (Algorithm S2)."""
+
+    t_max: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive_int(self, "t_max")
+
+
+CONFIGS = {"one_step_q": OneStepQConfig, "one_step_sarsa": OneStepSarsaConfig,
+           "n_step_q": NStepQConfig, "a3c": A3CConfig}
 
 
 def config_for(algo: str) -> type:
@@ -119,4 +186,5 @@ def config_for(algo: str) -> type:
     return CONFIGS[algo.lower()]
 
 
-__all__ = ["AsyncConfig", "A3CConfig", "CONFIGS", "config_for"]
+__all__ = ["AsyncConfig", "A3CConfig", "CONFIGS", "NStepQConfig", "OneStepQConfig",
+           "OneStepSarsaConfig", "QConfig", "config_for"]

@@ -1,4 +1,5 @@
-"""Networks: a shared trunk with a softmax policy head and a linear value head.
+"""Networks: a trunk with a softmax policy head and a linear value head (actor-critic methods), or
+with a linear head of action values (value-based methods).
 
 * vector observations: an MLP trunk (tanh);
 * Atari frame stacks: the paper's network, conv 16 8x8/4 -> conv 32 4x4/2 -> fc 256, ReLU
@@ -35,19 +36,23 @@ class AtariTrunk(nn.Module):
         return self.net(frames.float() / 255.0)
 
 
+def trunk_for(obs_shape: tuple[int, ...], hidden_sizes) -> tuple[nn.Module, int]:
+    """The trunk for an observation shape and its output width: MLP or the paper's conv net."""
+    if len(obs_shape) == 1:
+        return mlp_trunk(obs_shape[0], hidden_sizes)
+    if len(obs_shape) == 3 and tuple(obs_shape[1:]) == (84, 84):
+        return AtariTrunk(obs_shape[0]), 256
+    raise ValueError(f"no network for observations of shape {obs_shape}: "
+                     "expected a vector (n,) or an Atari frame stack (k, 84, 84)")
+
+
 class ActorCritic(nn.Module):
     """pi(a|s; theta) and V(s; theta_v) sharing every layer but the two heads."""
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64)):
         super().__init__()
         self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
-        if len(obs_shape) == 1:
-            self.trunk, width = mlp_trunk(obs_shape[0], hidden_sizes)
-        elif len(obs_shape) == 3 and obs_shape[1:] == (84, 84):
-            self.trunk, width = AtariTrunk(obs_shape[0]), 256
-        else:
-            raise ValueError(f"no network for observations of shape {obs_shape}: "
-                             "expected a vector (n,) or an Atari frame stack (k, 84, 84)")
+        self.trunk, width = trunk_for(obs_shape, hidden_sizes)
         self.policy = nn.Linear(width, n_actions)
         self.value = nn.Linear(width, 1)
         # Small policy weights start near the uniform policy (pfrl, CleanRL do the same).
@@ -58,6 +63,20 @@ class ActorCritic(nn.Module):
         """Policy logits (..., n_actions) and state values (...,)."""
         hidden = self.trunk(obs)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
+
+
+class QNetwork(nn.Module):
+    """Q(s, .; theta): one linear output per action on top of the trunk (value-based methods)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64)):
+        super().__init__()
+        self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
+        self.trunk, width = trunk_for(obs_shape, hidden_sizes)
+        self.q = nn.Linear(width, n_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Action values (..., n_actions)."""
+        return self.q(self.trunk(obs))
 
 
 class TorchActor:
@@ -88,17 +107,10 @@ class NumpyMLPActor:
     """
 
     def __init__(self, model: ActorCritic, seed: int):
-        linears = [m for m in model.trunk if isinstance(m, nn.Linear)]
-        self.layers = [(m.weight.detach().numpy(), m.bias.detach().numpy()) for m in linears]
-        self.policy = (model.policy.weight.detach().numpy(), model.policy.bias.detach().numpy())
-        self.value_head = (model.value.weight.detach().numpy(), model.value.bias.detach().numpy())
+        self._hidden = _NumpyTrunk(model.trunk)
+        self.policy = _numpy_views(model.policy)
+        self.value_head = _numpy_views(model.value)
         self.rng = np.random.default_rng(seed)
-
-    def _hidden(self, obs):
-        h = np.asarray(obs, dtype=np.float32)
-        for w, b in self.layers:
-            h = np.tanh(w @ h + b)
-        return h
 
     def act(self, obs, greedy: bool = False) -> int:
         w, b = self.policy
@@ -114,7 +126,66 @@ class NumpyMLPActor:
         return float((w @ self._hidden(obs) + b)[0])
 
 
-def make_actor(model: ActorCritic, seed: int):
-    """The fastest actor for a network: numpy for MLPs, torch otherwise."""
+def _numpy_views(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
+    return linear.weight.detach().numpy(), linear.bias.detach().numpy()
+
+
+class _NumpyTrunk:
+    """The MLP trunk's forward pass in numpy, on views of the network's weights."""
+
+    def __init__(self, trunk: nn.Sequential):
+        self.layers = [_numpy_views(m) for m in trunk if isinstance(m, nn.Linear)]
+
+    def __call__(self, obs) -> np.ndarray:
+        h = np.asarray(obs, dtype=np.float32)
+        for w, b in self.layers:
+            h = np.tanh(w @ h + b)
+        return h
+
+
+class NumpyQ:
+    """Q(s, .) of one observation for MLP Q networks, in numpy (see NumpyMLPActor for why)."""
+
+    def __init__(self, model: QNetwork):
+        self._hidden = _NumpyTrunk(model.trunk)
+        self.head = _numpy_views(model.q)
+
+    def __call__(self, obs) -> np.ndarray:
+        w, b = self.head
+        return w @ self._hidden(obs) + b
+
+
+class TorchQ:
+    """Q(s, .) of one observation, with the network itself (no autograd)."""
+
+    def __init__(self, model: QNetwork):
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, obs) -> np.ndarray:
+        return self.model(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+
+
+def make_q_reader(model: QNetwork):
+    """The fastest way to read Q(s, .) of one observation: numpy for MLPs, torch otherwise."""
+    return NumpyQ(model) if isinstance(model.trunk, nn.Sequential) else TorchQ(model)
+
+
+class GreedyQActor:
+    """The policy a Q network defines: argmax_a Q(s, a). Acting is always greedy (`greedy` is
+    accepted so that it can stand in for an actor-critic's actor)."""
+
+    def __init__(self, model: QNetwork):
+        self.q_values = make_q_reader(model)
+
+    def act(self, obs, greedy: bool = True) -> int:
+        return int(self.q_values(obs).argmax())
+
+
+def make_actor(model: nn.Module, seed: int):
+    """The fastest actor for a network: numpy for MLPs, torch otherwise; greedy in Q for a
+    Q network."""
+    if isinstance(model, QNetwork):
+        return GreedyQActor(model)
     return NumpyMLPActor(model, seed) if isinstance(model.trunk, nn.Sequential) else \
         TorchActor(model, seed)

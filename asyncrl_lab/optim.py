@@ -117,3 +117,19 @@ def annealed_lr(config, global_step: int) -> float:
     if not config.lr_anneal:
         return config.lr
     return config.lr * max(0.0, 1.0 - global_step / config.total_steps)
+
+
+def asynchronous_update(ctx, local_model: torch.nn.Module, loss: torch.Tensor, global_step: int):
+    """"Perform asynchronous update of theta using d theta": backpropagate the worker's loss into its
+    local network and apply the gradient (norm-clipped) to the shared parameters through the
+    shared optimizer at the annealed learning rate. Every asynchronous method updates with this.
+
+    A non-finite loss stops the worker with an error that names it and the global step, before
+    the shared parameters are touched.
+    """
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"worker {ctx.rank}: the loss is {loss.item()} at global step "
+                                 f"{global_step}; lower the learning rate or check the rewards")
+    local_model.zero_grad(set_to_none=True)
+    loss.backward()
+    ctx.apply_gradients(local_model, annealed_lr(ctx.config, global_step))

@@ -124,12 +124,15 @@ class WorkerContext:
         torch._foreach_copy_(self._params_of(local_model), self._shared_params)
 
     def apply_gradients(self, local_model: torch.nn.Module, lr: float):
-        """Apply the local network's gradients to the shared parameters, lock-free.
+        """Apply the local network's gradients, their norm clipped to config.max_grad_norm, to the
+        shared parameters, lock-free.
 
         Records the staleness of the update: how many other workers' updates landed between this
         worker's last `sync` and this write.
         """
-        self.optimizer.step([p.grad for p in self._params_of(local_model)], lr)
+        params = self._params_of(local_model)
+        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step([p.grad for p in params], lr)
         self._updates[self.rank] += 1
         self._staleness.append(self._other_updates() - self._others_read)
         if time.time() - self._last_flush > _FLUSH_EVERY_S:
@@ -217,12 +220,19 @@ def _signal_name(exitcode: int) -> str:
     return f"signal {-exitcode}"
 
 
-def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: int = 0) -> Outcome:
+def worker_seeds(config) -> list[int]:
+    """The distinct seed of each worker, derived from the run's seed."""
+    return np.random.SeedSequence(config.seed).generate_state(config.workers).tolist()
+
+
+def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: int = 0,
+                stop_when=None) -> Outcome:
     """Run `worker_fn(ctx)` in `config.workers` processes until T >= total_steps, then clean up.
 
     `shared` holds the objects every worker sees (the global model, the optimizer, ...), already in
     shared memory. `progress`, if given, is called in the parent about 5 times a second with the
-    outcome so far. T starts at `start_step` (a resumed run continues its count). Returns the
+    outcome so far; so is `stop_when`, and the run ends early, as finished, once it returns True.
+    T starts at `start_step` (a resumed run continues its count). Returns the
     Outcome; raises WorkerError/WorkerDied (with `.outcome`) on failure.
     A KeyboardInterrupt returns the partial outcome with status "interrupted".
     """
@@ -233,7 +243,7 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
     steps, updates, stop = counters
     steps[0] = start_step  # T is the sum of the slots; worker 0 carries the resumed count
     tracker_was_running = _resource_tracker_running()
-    seeds = np.random.SeedSequence(config.seed).generate_state(config.workers).tolist()
+    seeds = worker_seeds(config)
     outcome = Outcome()
     t0 = time.time()
     procs, readers = [], []
@@ -270,6 +280,8 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
             outcome.wall_time = time.time() - t0
             if progress is not None:
                 progress(outcome)
+            if stop_when is not None and stop_when(outcome):
+                break
         outcome.status = "finished"
     except KeyboardInterrupt:
         outcome.status = "interrupted"

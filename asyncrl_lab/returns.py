@@ -9,6 +9,10 @@ that closes it differs:
 
 Treating truncation like termination biases the returns downward near the time limit, a common
 bug in public implementations; `bootstrap_value` is the one place that makes the choice.
+
+The value-based methods bootstrap from the target network theta^-: one-step Q-learning from
+max_a Q(s', a; theta^-), one-step Sarsa from Q(s', a'; theta^-) with a' the action the behaviour
+policy takes next, n-step Q-learning from max_a Q(s_{t+k}, a; theta^-) at the end of the rollout.
 """
 from __future__ import annotations
 
@@ -37,3 +41,35 @@ def n_step_returns(rewards, bootstrap: float, gamma: float) -> np.ndarray:
         R = rewards[i] + gamma * R
         returns[i] = R
     return returns
+
+
+def _check_one_step(reward, terminated, next_q_values, gamma):
+    next_q_values = np.asarray(next_q_values, dtype=np.float64)
+    if next_q_values.ndim < 1:
+        raise ValueError("next_q_values must hold one value per action (last axis), "
+                         f"got shape {next_q_values.shape}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    alive = 1.0 - np.asarray(terminated, dtype=np.float64)
+    return np.asarray(reward, dtype=np.float64), alive, next_q_values
+
+
+def q_learning_target(reward, terminated, next_q_values, next_action, gamma: float):
+    """y = r + gamma * max_a' Q(s', a'; theta^-), and y = r if s' is terminal (Algorithm S1).
+
+    Off-policy: `next_action`, the action the behaviour policy takes in s', does not enter the
+    target (the argument is there so that both one-step targets are called alike). Works
+    elementwise on batches: next_q_values has one row of action values per transition.
+    """
+    reward, alive, next_q_values = _check_one_step(reward, terminated, next_q_values, gamma)
+    return reward + alive * gamma * next_q_values.max(axis=-1)
+
+
+def sarsa_target(reward, terminated, next_q_values, next_action, gamma: float):
+    """y = r + gamma * Q(s', a'; theta^-) with a' the action taken next, and y = r if s' is terminal.
+
+    On-policy: the target follows the behaviour policy, exploration included.
+    """
+    reward, alive, next_q_values = _check_one_step(reward, terminated, next_q_values, gamma)
+    chosen = np.take_along_axis(next_q_values, np.asarray(next_action)[..., None], axis=-1)
+    return reward + alive * gamma * chosen[..., 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import tempfile
 import time
@@ -17,7 +18,7 @@ import torch
 from .algos import ALGORITHMS
 from .config import AsyncConfig, config_for
 from .envs import env_spaces, make_env
-from .nets import ActorCritic, make_actor
+from .nets import make_actor
 from .parallel import Outcome, WorkerError, run_workers
 
 CHECKPOINT_FORMAT = 1
@@ -61,6 +62,10 @@ class History:
             return None
         i = hits[0] + window - 1
         return int(self.global_step[i]), float(self.wall_time[i])
+
+    def of_worker(self, rank: int) -> "History":
+        """The episodes worker `rank` played (update staleness is not kept per worker)."""
+        return History(row for row in self.rows() if row[0] == rank)
 
     def to_csv(self, path):
         with _atomic_path(path) as tmp:
@@ -113,7 +118,7 @@ class Run:
         """Play `episodes` full episodes with the learned policy on the evaluation env (raw rewards).
 
         Returns {"mean", "std", "returns"}. `greedy=True` takes the most likely action instead of
-        sampling from the policy.
+        sampling from the policy. The value-based methods' policy is greedy in Q (no epsilon).
         """
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes={episodes!r}: must be an integer >= 1")
@@ -187,7 +192,7 @@ def load(path) -> Run:
         raise ValueError(f"{str(file)!r} is not an asyncrl_lab checkpoint of format "
                          f"{CHECKPOINT_FORMAT}")
     config = config_for(ckpt["algo"]).from_dict(ckpt["config"])
-    model = ActorCritic(tuple(ckpt["obs_shape"]), ckpt["n_actions"], config.hidden_sizes)
+    model = ALGORITHMS[ckpt["algo"]].make_network(config, tuple(ckpt["obs_shape"]), ckpt["n_actions"])
     model.load_state_dict(ckpt["model"])
     staleness = ckpt["staleness"].numpy()
     history_file = file.parent / "history.csv"
@@ -199,8 +204,9 @@ def load(path) -> Run:
 
 def train(algo: str | None = None, env: str | None = None, workers: int | None = None,
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
-          out=None, checkpoint_every: int | None = None, resume=None, **options) -> Run:
-    """Train `algo` ("a3c") on a Gymnasium env id with `workers` processes for `total_steps`
+          out=None, checkpoint_every: int | None = None, resume=None,
+          stop_at_return: float | None = None, **options) -> Run:
+    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c") on a Gymnasium env id with `workers` processes for `total_steps`
     global steps. Further keyword options are the fields of the algorithm's config (e.g. t_max,
     lr, entropy_beta); a bad value raises ValueError before any process starts.
 
@@ -216,6 +222,9 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     step, learning-rate schedule, optimizer statistics and history, up to `total_steps` (which
     may be raised); `workers` may change, nothing else. `out` defaults to that directory.
 
+    `stop_at_return`: end the run early, as finished, once the mean return of the last 100
+    episodes reaches this value (for time-to-threshold measurements).
+
     Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. A failing worker
     raises WorkerError; its `.run` holds the partial run.
     """
@@ -224,6 +233,9 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
             checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every must be an integer >= 1, not {checkpoint_every!r}")
+    if stop_at_return is not None and (isinstance(stop_at_return, bool) or not isinstance(
+            stop_at_return, (int, float)) or not math.isfinite(stop_at_return)):
+        raise ValueError(f"stop_at_return must be a finite number, not {stop_at_return!r}")
     if checkpoint_every is not None and out is None and resume is None:
         raise ValueError("checkpoint_every needs a directory to save into: pass out=...")
     given = {"env": env, "workers": workers, "total_steps": total_steps, "seed": seed}
@@ -267,7 +279,7 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     outcome = None
     try:
         outcome = run_workers(module.worker, config, shared, progress=on_progress,
-                              start_step=start_step)
+                              start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
     except WorkerError as err:
         outcome = err.outcome
         err.run = snapshot(err.outcome)
@@ -284,6 +296,26 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
                       "episodes)" + (f", saved to {str(out)!r}" if out is not None else ""),
                       stacklevel=2)
     return run
+
+
+class _StopAtReturn:
+    """True, with a message on the outcome, once the last `window` episodes' mean return reaches
+    the threshold (never if it is None)."""
+
+    def __init__(self, threshold: float | None, window: int = 100):
+        self.threshold, self.window = threshold, window
+
+    def __call__(self, outcome: Outcome) -> bool:
+        episodes = outcome.episodes
+        if self.threshold is None or len(episodes) < self.window:
+            return False
+        mean = sum(e[3] for e in episodes[-self.window:]) / self.window
+        if mean < self.threshold:
+            return False
+        outcome.message = (f"stopped early at global step {outcome.global_step:,}: the mean return "
+                           f"of the last {self.window} episodes reached {mean:.1f} (threshold "
+                           f"{self.threshold})")
+        return True
 
 
 def _check_writable(out):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import asyncrl_lab as lab
+from asyncrl_lab.nets import QNetwork
 
 from helpers import ROOT, children_of, subprocess_env
 
@@ -76,6 +77,22 @@ def test_cli_trains_saves_and_evaluates(tmp_path):
     result = _cli("evaluate", str(out), "--episodes", "2")
     assert result.returncode == 0, result.stderr
     assert "mean return over 2 episodes" in result.stdout
+
+
+def test_cli_trains_a_value_method_and_stops_at_a_return(tmp_path):
+    out = tmp_path / "q"
+    result = _cli("train", "n_step_q", "--steps", "1000000", "--t-max", "20", "--lr", "0.003",
+                  "--epsilon-anneal-steps", "5000", "--final-epsilons", "0.1", "0.01",
+                  "--final-epsilon-probs", "0.5", "0.5", "--target-update-interval", "1000",
+                  "--stop-at-return", "60", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    saved = lab.load(out)
+    assert saved.algo == "n_step_q" and saved.config.final_epsilons == (0.1, 0.01)
+    assert isinstance(saved.model, QNetwork)
+    assert saved.status == "finished" and saved.global_step < 1_000_000
+    assert "stopped early" in saved.message and saved.history.first_reaching(60) is not None
+    result = _cli("evaluate", str(out), "--episodes", "3")
+    assert result.returncode == 0 and "mean return over 3 episodes" in result.stdout
 
 
 def test_cli_bad_input_is_one_clear_line_not_a_traceback(tmp_path):

@@ -33,7 +33,8 @@ def faulty(request, monkeypatch, tmp_path):
     monkeypatch.setenv("ASYNCRL_FAULT", "none:none")
     real = ALGORITHMS[algo]
     monkeypatch.setitem(ALGORITHMS, algo, types.SimpleNamespace(
-        build_shared=real.build_shared, worker=__import__("helpers").faulty_worker))
+        build_shared=real.build_shared, make_network=real.make_network,
+        worker=__import__("helpers").faulty_worker))
 
     def inject(fault):
         monkeypatch.setenv("ASYNCRL_FAULT", fault)

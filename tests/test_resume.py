@@ -23,8 +23,8 @@ def lr_log(monkeypatch, tmp_path):
     monkeypatch.setenv("ASYNCRL_FAULT_DIR", str(markers))
     monkeypatch.setenv("ASYNCRL_FAULT", "none:none")
     real = ALGORITHMS["a3c"]
-    monkeypatch.setitem(ALGORITHMS, "a3c", types.SimpleNamespace(build_shared=real.build_shared,
-                                                                 worker=faulty_worker))
+    monkeypatch.setitem(ALGORITHMS, "a3c", types.SimpleNamespace(
+        build_shared=real.build_shared, make_network=real.make_network, worker=faulty_worker))
 
     def read():
         rows = [tuple(map(float, line.split())) for f in markers.glob("lr.*")

@@ -1,8 +1,8 @@
-"""n-step returns on hand-computed rollouts: termination vs truncation vs a t_max cut."""
+"""Returns and targets on hand-computed transitions: termination vs truncation vs a t_max cut."""
 import numpy as np
 import pytest
 
-from asyncrl_lab.returns import bootstrap_value, n_step_returns
+from asyncrl_lab.returns import bootstrap_value, n_step_returns, q_learning_target, sarsa_target
 
 
 def test_terminated_rollout_bootstraps_from_zero():
@@ -36,3 +36,50 @@ def test_undiscounted_single_step():
 def test_bad_gamma_is_rejected(gamma):
     with pytest.raises(ValueError, match="gamma"):
         n_step_returns([1.0], 0.0, gamma)
+
+
+# One-step targets of the value-based methods. Two transitions, gamma 0.9, with
+# Q(s', .; theta^-) = [1, 5, 3]; the behaviour policy takes a' = 2 next.
+NEXT_Q = [1.0, 5.0, 3.0]
+
+
+def test_q_learning_target_bootstraps_from_the_max_unless_terminated():
+    # not terminal: y = 2 + 0.9 * max(1, 5, 3) = 6.5; terminal: y = r = 2
+    assert q_learning_target(2.0, False, NEXT_Q, 2, 0.9) == pytest.approx(6.5)
+    assert q_learning_target(2.0, True, NEXT_Q, 2, 0.9) == pytest.approx(2.0)
+
+
+def test_sarsa_target_bootstraps_from_the_action_taken_next():
+    # y = 2 + 0.9 * Q(s', a' = 2) = 2 + 2.7 = 4.7; terminal: 2
+    assert sarsa_target(2.0, False, NEXT_Q, 2, 0.9) == pytest.approx(4.7)
+    assert sarsa_target(2.0, True, NEXT_Q, 2, 0.9) == pytest.approx(2.0)
+    # with a' = the greedy action, Sarsa's target is Q-learning's
+    assert sarsa_target(2.0, False, NEXT_Q, 1, 0.9) == pytest.approx(6.5)
+
+
+def test_one_step_targets_bootstrap_after_truncation_and_work_on_batches():
+    # a time-limit truncation is not terminal: the batch is (truncated, terminated, mid-episode)
+    rewards, terminated = [1.0, 1.0, 0.0], [False, True, False]
+    next_q = [[2.0, 4.0], [7.0, 9.0], [-1.0, -3.0]]
+    next_actions = [0, 1, 1]
+    np.testing.assert_allclose(q_learning_target(rewards, terminated, next_q, next_actions, 0.5),
+                               [1 + 0.5 * 4, 1, 0.5 * -1])
+    np.testing.assert_allclose(sarsa_target(rewards, terminated, next_q, next_actions, 0.5),
+                               [1 + 0.5 * 2, 1, 0.5 * -3])
+
+
+def test_n_step_q_return_bootstraps_from_the_target_max():
+    # Algorithm S2 with rewards 1, 0, 2, gamma 0.5, max_a Q(s_3, a; theta^-) = max(4, 6) = 6:
+    # R2 = 2 + 3 = 5, R1 = 0 + 2.5 = 2.5, R0 = 1 + 1.25 = 2.25; terminated: 2, 1, 1.5
+    target_max = np.max([4.0, 6.0])
+    np.testing.assert_allclose(n_step_returns([1, 0, 2], bootstrap_value(False, target_max), 0.5),
+                               [2.25, 2.5, 5.0])
+    np.testing.assert_allclose(n_step_returns([1, 0, 2], bootstrap_value(True, target_max), 0.5),
+                               [1.5, 1.0, 2.0])
+
+
+def test_one_step_targets_reject_bad_input():
+    with pytest.raises(ValueError, match="one value per action"):
+        q_learning_target(1.0, False, 3.0, 0, 0.9)
+    with pytest.raises(ValueError, match="gamma"):
+        sarsa_target(1.0, False, NEXT_Q, 0, 1.5)

@@ -11,14 +11,18 @@ from ..config import A3CConfig as Config
 from ..envs import make_env
 from ..losses import actor_critic_loss
 from ..nets import ActorCritic, make_actor
-from ..optim import annealed_lr, make_optimizer
+from ..optim import asynchronous_update, make_optimizer
 from ..parallel import WorkerContext
 from ..returns import bootstrap_value, n_step_returns
 
 
+def make_network(config: Config, obs_shape, n_actions) -> ActorCritic:
+    return ActorCritic(obs_shape, n_actions, config.hidden_sizes)
+
+
 def build_shared(config: Config, obs_shape, n_actions) -> dict:
     """The global parameters theta, theta_v and the optimizer, in shared memory."""
-    model = ActorCritic(obs_shape, n_actions, config.hidden_sizes).share_memory()
+    model = make_network(config, obs_shape, n_actions).share_memory()
     return {"model": model, "optimizer": make_optimizer(config, model.parameters())}
 
 
@@ -26,8 +30,7 @@ def worker(ctx: WorkerContext):
     config: Config = ctx.config
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)
-    local = ActorCritic(ctx.model.obs_shape, ctx.model.n_actions, config.hidden_sizes)
-    local_params = list(local.parameters())
+    local = make_network(config, ctx.model.obs_shape, ctx.model.n_actions)
     policy = make_actor(local, ctx.seed)  # acts with the local parameters theta'
     obs, _ = env.reset()
     while ctx.running():                                    # repeat ... until T > T_max
@@ -52,14 +55,8 @@ def worker(ctx: WorkerContext):
         loss = actor_critic_loss(logits, values, torch.as_tensor(actions),
                                  torch.as_tensor(returns, dtype=torch.float32),
                                  config.entropy_beta, config.value_loss_coef)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"worker {ctx.rank}: the loss is {loss.item()} at global step "
-                                     f"{global_step}; lower the learning rate or check the rewards")
-        local.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(local_params, config.max_grad_norm)
         # asynchronous update of theta using d theta and of theta_v using d theta_v
-        ctx.apply_gradients(local, annealed_lr(config, global_step))
+        asynchronous_update(ctx, local, loss, global_step)
 
         if terminated or truncated:
             if "episode" in info:  # a real game over, not a lost life
