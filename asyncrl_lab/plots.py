@@ -55,6 +55,42 @@ def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int
     return ax
 
 
+def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
+    """Each worker's own rolling-mean return vs global step: how the workers' different
+    behaviour policies (their epsilons, say) fare on the same shared network."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    for rank in range(run.config.workers):
+        history = run.history.of_worker(rank)
+        label = f"worker {rank}" + (f", {labels[rank]}" if labels else "")
+        if len(history):
+            ax.plot(history.global_step, history.rolling_mean(window), color=f"C{rank}",
+                    label=f"{label} ({len(history)} episodes)")
+    ax.set_xlabel("global step T")
+    ax.set_ylabel(f"mean return, worker's last {window}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return ax
+
+
+def plot_speedups(measured: dict, paper: dict, *, ax=None):
+    """Bars of the speed-up from 1 to 2 workers per method: measured here beside the paper's."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    names = list(measured)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [measured[n] for n in names], 0.4, label="measured here")
+    ax.bar(x + 0.2, [paper.get(n, np.nan) for n in names], 0.4,
+           label="paper, Table 2 (2 threads)")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.axhline(2.0, color="k", ls=":", lw=0.8)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("speed-up, 1 -> 2 workers")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
     """Histogram of update staleness: the fraction of updates applied with k other updates landing
     between the worker's read of the parameters and its write."""

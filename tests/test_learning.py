@@ -1,15 +1,22 @@
-"""A3C learns CartPole-v1 through the public API (2 workers, fixed seed, stated threshold).
+"""Every method learns CartPole-v1 through the public API (2 workers, fixed seed, stated
+threshold), and trains the paper's network on Atari.
 
-The benchmark (benchmarks/cartpole_time_to_solve.py) asks for a rolling mean of 475; this test
+A3C: the benchmark (benchmarks/cartpole_time_to_solve.py) asks for a rolling mean of 475; this test
 asks for 400 within the same 250k-step budget, a margin for the nondeterminism of asynchronous
 updates (the seed fixes the initial network and the envs, not the order of the updates).
+
+Value-based methods: a rolling mean of 200 *training* episodes (played with epsilon-greedy
+exploration) within 200k steps, the run stopping there. benchmarks/value_methods_cartpole.py
+measures, over five seeds with the package's CartPole settings, when each method gets there
+(results/value_methods_cartpole.txt); the budget is about twice the slowest seed's steps.
 """
 import numpy as np
+import pytest
 import torch
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import A3C_CARTPOLE
-from asyncrl_lab.nets import ActorCritic
+from asyncrl_lab.experiments import A3C_CARTPOLE, CARTPOLE as CARTPOLE_SETTINGS
+from asyncrl_lab.nets import ActorCritic, QNetwork
 
 from helpers import children_of
 
@@ -37,4 +44,32 @@ def test_a3c_trains_the_papers_network_on_atari():
     moved = {k for k, v in run.model.state_dict().items() if not torch.equal(v, initial[k])}
     assert "trunk.net.0.weight" in moved and "policy.weight" in moved
     assert run.history.staleness.sum() >= 1_000 // 5  # an update per rollout of at most t_max=5 steps
+    assert children_of() == []
+
+
+VALUE_THRESHOLD, VALUE_BUDGET = 200, 200_000
+
+
+@pytest.mark.parametrize("algo", ["one_step_q", "one_step_sarsa", "n_step_q"])
+def test_value_method_learns_cartpole(algo):
+    run = lab.train(algo, seed=0, workers=2, total_steps=VALUE_BUDGET, progress=False,
+                    stop_at_return=VALUE_THRESHOLD, **CARTPOLE_SETTINGS[algo])
+    reached = run.history.first_reaching(VALUE_THRESHOLD)
+    assert reached is not None, (f"{algo}: best rolling-100 mean "
+                                 f"{run.history.rolling_mean(100)[99:].max():.1f} < {VALUE_THRESHOLD}")
+    assert run.status == "finished" and "stopped early" in run.message
+    assert isinstance(run.model, QNetwork)
+    assert set(np.unique(run.history.worker)) == {0, 1}
+    assert children_of() == []
+
+
+@pytest.mark.parametrize("algo", ["one_step_q", "n_step_q"])
+def test_value_methods_train_the_papers_network_on_atari(algo):
+    torch.manual_seed(0)
+    initial = QNetwork((4, 84, 84), 6).state_dict()  # what build_shared makes for seed 0
+    run = lab.train(algo, env="ALE/Pong-v5", workers=2, total_steps=600, seed=0, progress=False,
+                    target_update_interval=200)
+    assert run.status == "finished" and run.global_step >= 600
+    moved = {k for k, v in run.model.state_dict().items() if not torch.equal(v, initial[k])}
+    assert "trunk.net.0.weight" in moved and "q.weight" in moved
     assert children_of() == []

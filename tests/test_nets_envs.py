@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from asyncrl_lab.envs import make_env
-from asyncrl_lab.nets import ActorCritic, NumpyMLPActor, TorchActor, make_actor
+from asyncrl_lab.nets import (ActorCritic, GreedyQActor, NumpyMLPActor, NumpyQ, QNetwork, TorchActor,
+                             TorchQ, make_actor, make_q_reader)
 
 
 def test_atari_network_is_the_papers():
@@ -105,3 +106,23 @@ def test_greedy_action_is_the_most_likely_one(obs_shape):
     obs = obs.astype(np.uint8 if len(obs_shape) == 3 else np.float32)
     logits, _ = net(torch.as_tensor(obs).unsqueeze(0))
     assert make_actor(net, 0).act(obs, greedy=True) == int(logits.argmax())
+
+
+@pytest.mark.parametrize("obs_shape", [(4,), (4, 84, 84)])
+def test_q_network_readers_and_greedy_actor_agree_with_the_network(obs_shape):
+    torch.manual_seed(2)
+    net = QNetwork(obs_shape, 3)
+    torch.nn.init.normal_(net.q.weight)
+    obs = torch.rand(obs_shape).numpy() * (255 if len(obs_shape) == 3 else 1)
+    obs = obs.astype(np.uint8 if len(obs_shape) == 3 else np.float32)
+    q_values = net(torch.as_tensor(obs).unsqueeze(0))[0].detach().numpy()
+    assert q_values.shape == (3,)
+    reader = make_q_reader(net)
+    assert isinstance(reader, NumpyQ if len(obs_shape) == 1 else TorchQ)
+    np.testing.assert_allclose(reader(obs), q_values, rtol=1e-5, atol=1e-5)
+    actor = make_actor(net, 0)
+    assert isinstance(actor, GreedyQActor)
+    assert actor.act(obs) == actor.act(obs, greedy=False) == int(q_values.argmax())
+    with torch.no_grad():
+        net.q.bias[0] += 1e3  # an in-place write (a sync, a target copy) is seen at once
+    assert reader(obs).argmax() == 0

@@ -66,6 +66,20 @@ def test_resume_continues_step_schedule_statistics_and_history(tmp_path, lr_log)
     assert lab.load(out).global_step == resumed.global_step
 
 
+def test_a_value_method_resumes_with_its_settings_and_history(tmp_path):
+    out = tmp_path / "q"
+    first = lab.train("n_step_q", env="CartPole-v1", workers=2, total_steps=4000, seed=3,
+                      final_epsilons=(0.2,), final_epsilon_probs=(1.0,), target_update_interval=500,
+                      progress=False, out=out)
+    resumed = lab.train(resume=out, total_steps=8000, progress=False)
+    assert resumed.algo == "n_step_q" and resumed.config == first.config.__class__(
+        **{**first.config.to_dict(), "total_steps": 8000})
+    assert resumed.global_step >= 8000 and len(resumed.history) > len(first.history)
+    assert resumed.history.global_step[len(first.history):].min() >= first.global_step
+    assert int(resumed.optimizer_state["steps"].item()) > int(first.optimizer_state["steps"].item())
+    assert children_of() == []
+
+
 def test_resume_from_the_command_line(tmp_path):
     out = tmp_path / "run"
     env = subprocess_env()
