@@ -59,7 +59,7 @@ def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
     """Each worker's own rolling-mean return vs global step: how the workers' different
     behaviour policies (their epsilons, say) fare on the same shared network."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=(7, 3.5))
     for rank in range(run.config.workers):
         history = run.history.of_worker(rank)
         label = f"worker {rank}" + (f", {labels[rank]}" if labels else "")
@@ -67,6 +67,7 @@ def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
             ax.plot(history.global_step, history.rolling_mean(window), color=f"C{rank}",
                     label=f"{label} ({len(history)} episodes)")
     ax.set_xlabel("global step T")
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")
     ax.set_ylabel(f"mean return, worker's last {window}")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")

@@ -206,9 +206,10 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
           out=None, checkpoint_every: int | None = None, resume=None,
           stop_at_return: float | None = None, **options) -> Run:
-    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c") on a Gymnasium env id with `workers` processes for `total_steps`
-    global steps. Further keyword options are the fields of the algorithm's config (e.g. t_max,
-    lr, entropy_beta); a bad value raises ValueError before any process starts.
+    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c") on a Gymnasium env id
+    with `workers` processes for `total_steps` global steps. Further keyword options are the
+    fields of the algorithm's config (e.g. t_max, lr, entropy_beta, target_update_interval); a
+    bad value raises ValueError before any process starts.
 
     `progress`: True for a progress bar (steps/s, recent mean return), False for none, or a
     callable that receives the run's state so far (`.global_step`, `.wall_time`, `.episodes`)

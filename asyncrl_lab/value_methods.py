@@ -73,6 +73,10 @@ class TargetNetwork:
     time and two workers may move it at once, so a worker copies when T // I_target exceeds the
     shared count of copies made. That count is written before the copy: a second worker that
     reaches the same multiple a moment later sees it and does not copy again.
+
+    A resumed run starts the count at 0, so its workers' first check copies the loaded theta into
+    theta^- (unless T is still below I_target: then theta^- is the seed's initial network, as it
+    was in the original run).
     """
 
     def __init__(self, shared: dict, interval: int):
