@@ -1,8 +1,15 @@
-"""The shared optimizers compute exactly torch's RMSprop and Adam updates."""
+"""The shared optimizers compute exactly torch's RMSprop and Adam updates, and a worker applies
+its gradient clipped to max_grad_norm."""
+import multiprocessing
+import os
+import time
+
 import pytest
 import torch
 
+from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.optim import SharedAdam, SharedRMSprop
+from asyncrl_lab.parallel import WorkerContext
 
 
 def _pair(seed=0):
@@ -53,3 +60,26 @@ def test_missing_gradient_is_an_error():
         assert "gradient" in str(err)
     else:
         raise AssertionError("a None gradient was accepted")
+
+
+def test_a_worker_applies_its_gradient_clipped_to_max_grad_norm():
+    config = A3CConfig(max_grad_norm=1.0, lr=0.1)
+    shared_model, reference = _pair()
+    shared = {"model": shared_model, "optimizer": SharedRMSprop(shared_model.parameters(), lr=0.1)}
+    counters = (torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64),
+                torch.zeros(1, dtype=torch.uint8))
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    ctx = WorkerContext(0, 0, config, shared, counters, writer, os.getppid(), time.time())
+    local = torch.nn.Linear(3, 2)
+    ctx.sync(local)
+    big = [10 * g for g in _grads(local, 0)]
+    for p, g in zip(local.parameters(), big):
+        p.grad = g.clone()
+    ctx.apply_gradients(local, 0.1)
+    norm = torch.sqrt(sum((g ** 2).sum() for g in big))
+    SharedRMSprop(reference.parameters(), lr=0.1).step([g / norm for g in big])
+    for got, want in zip(shared_model.parameters(), reference.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert int(counters[1][0]) == 1  # the update was counted
+    reader.close()
+    writer.close()
