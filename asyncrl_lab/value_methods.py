@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .losses import q_value_loss
-from .nets import QNetwork
+from .nets import QNetwork, make_q_reader
 from .optim import asynchronous_update, make_optimizer
 from .parallel import worker_seeds
 
@@ -60,6 +60,14 @@ class EpsilonGreedy:
         self.q_values, self.n_actions = q_values, n_actions
         self.final_epsilon, self.anneal_steps, self.rng = final_epsilon, anneal_steps, rng
 
+    @classmethod
+    def for_worker(cls, ctx, local: QNetwork) -> "EpsilonGreedy":
+        """A worker's policy: epsilon-greedy in its local network's Q(s, .; theta'), with the final
+        epsilon drawn from the worker's own seed (see `worker_final_epsilons`)."""
+        rng = np.random.default_rng(ctx.seed)
+        return cls(make_q_reader(local), local.n_actions, draw_final_epsilon(ctx.config, rng),
+                   ctx.config.epsilon_anneal_steps, rng)
+
     def act(self, obs, global_step: int) -> int:
         if self.rng.random() < epsilon_at(global_step, self.final_epsilon, self.anneal_steps):
             return int(self.rng.integers(self.n_actions))
@@ -81,6 +89,7 @@ class TargetNetwork:
 
     def __init__(self, shared: dict, interval: int):
         self.model, self.source = shared["target"], shared["model"]
+        self.q_values = make_q_reader(self.model)  # Q(s, .; theta^-), for the targets
         self.version = shared["target_version"].numpy()
         self.interval = interval
         self._params, self._source_params = list(self.model.parameters()), \

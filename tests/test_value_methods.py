@@ -2,6 +2,8 @@
 target network's update every I_target global steps, the squared TD loss, and the gradient each
 update applies, accumulated over I_AsyncUpdate steps (S1) or a t_max rollout (S2), checked
 against a step-by-step brute-force computation."""
+import types
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ from asyncrl_lab.algos import n_step_q, one_step_q, one_step_sarsa
 from asyncrl_lab.config import NStepQConfig, OneStepQConfig
 from asyncrl_lab.losses import q_value_loss
 from asyncrl_lab.returns import bootstrap_value, n_step_returns, q_learning_target, sarsa_target
+from asyncrl_lab.parallel import worker_seeds
 from asyncrl_lab.value_methods import (EpsilonGreedy, TargetNetwork, build_shared,
-                                       draw_final_epsilon, epsilon_at)
+                                       draw_final_epsilon, epsilon_at, worker_final_epsilons)
 
 
 def test_each_worker_draws_its_final_epsilon_with_the_papers_probabilities():
@@ -26,6 +29,15 @@ def test_each_worker_draws_its_final_epsilon_with_the_papers_probabilities():
     expected = n * np.array([0.4, 0.3, 0.3])
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 13.82, (counts, chi2)  # the chi-square test with 2 dof at p = 0.001
+
+
+def test_each_workers_policy_uses_the_epsilon_the_run_reports_for_it():
+    config = OneStepQConfig(workers=8, seed=3, hidden_sizes=(8,))
+    net = one_step_q.make_network(config, (4,), 2)
+    policies = [EpsilonGreedy.for_worker(types.SimpleNamespace(seed=seed, config=config), net)
+                for seed in worker_seeds(config)]
+    assert [p.final_epsilon for p in policies] == worker_final_epsilons(config)
+    assert len(set(worker_final_epsilons(config))) > 1  # the workers explore differently
 
 
 def test_epsilon_anneals_linearly_from_one_to_the_final_value():

@@ -6,15 +6,11 @@ What the value-based methods share (Q networks, exploration, target network, upd
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..config import NStepQConfig as Config
 from ..envs import make_env
-from ..nets import make_q_reader
 from ..parallel import WorkerContext
 from ..returns import bootstrap_value, n_step_returns
-from ..value_methods import (EpsilonGreedy, TargetNetwork, build_shared, draw_final_epsilon,
-                             make_network, q_update)
+from ..value_methods import EpsilonGreedy, TargetNetwork, build_shared, make_network, q_update
 
 __all__ = ["Config", "build_shared", "make_network", "worker"]
 
@@ -24,11 +20,8 @@ def worker(ctx: WorkerContext):
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)
     local = make_network(config, ctx.model.obs_shape, ctx.model.n_actions)
-    rng = np.random.default_rng(ctx.seed)
-    policy = EpsilonGreedy(make_q_reader(local), ctx.model.n_actions,
-                           draw_final_epsilon(config, rng), config.epsilon_anneal_steps, rng)
+    policy = EpsilonGreedy.for_worker(ctx, local)           # epsilon-greedy in Q(s, .; theta')
     target = TargetNetwork(ctx.shared, config.target_update_interval)
-    target_q = make_q_reader(target.model)
     target.maybe_sync(ctx.global_step)                      # initialize theta^- <- theta (on resume)
     global_step = ctx.global_step
     obs, _ = env.reset()
@@ -46,7 +39,7 @@ def worker(ctx: WorkerContext):
                 break
         global_step = ctx.add_steps(len(rewards))           # t <- t + 1, T <- T + 1 for each step
         # R = 0 for terminal s_t, max_a Q(s_t, a; theta^-) otherwise (also after a truncation)
-        last_value = 0.0 if terminated else target_q(obs).max()
+        last_value = 0.0 if terminated else target.q_values(obs).max()
         # for i in t-1 .. t_start: R <- r_i + gamma * R; accumulate d(R - Q(s_i, a_i; theta'))^2
         returns = n_step_returns(rewards, bootstrap_value(terminated, last_value), config.gamma)
         q_update(ctx, local, states, actions, returns, global_step)  # asynchronous update of theta

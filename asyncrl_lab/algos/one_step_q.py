@@ -7,15 +7,11 @@ target. What the value-based methods share (Q networks, exploration, target netw
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..config import OneStepQConfig as Config
 from ..envs import make_env
-from ..nets import make_q_reader
 from ..parallel import WorkerContext
 from ..returns import q_learning_target
-from ..value_methods import (EpsilonGreedy, TargetNetwork, build_shared, draw_final_epsilon,
-                             make_network, q_update)
+from ..value_methods import EpsilonGreedy, TargetNetwork, build_shared, make_network, q_update
 
 __all__ = ["Config", "build_shared", "make_network", "one_step_worker", "worker"]
 
@@ -26,12 +22,9 @@ def one_step_worker(ctx: WorkerContext, one_step_target):
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)
     local = make_network(config, ctx.model.obs_shape, ctx.model.n_actions)
-    rng = np.random.default_rng(ctx.seed)
     # Q(s, a; theta) read from the worker's copy of theta, refreshed after every update
-    policy = EpsilonGreedy(make_q_reader(local), ctx.model.n_actions,
-                           draw_final_epsilon(config, rng), config.epsilon_anneal_steps, rng)
+    policy = EpsilonGreedy.for_worker(ctx, local)
     target = TargetNetwork(ctx.shared, config.target_update_interval)
-    target_q = make_q_reader(target.model)
     target.maybe_sync(ctx.global_step)                      # initialize theta^- <- theta (on resume)
     ctx.sync(local)
     global_step = ctx.global_step
@@ -43,7 +36,8 @@ def one_step_worker(ctx: WorkerContext, one_step_target):
         # the action taken in s' (Sarsa's a'), chosen now because Sarsa's target needs it
         next_action = policy.act(next_obs, global_step)
         # y = r for terminal s', r + gamma * max_a' Q(s', a'; theta^-) otherwise (Sarsa: Q(s', a'))
-        y = one_step_target(reward, terminated, target_q(next_obs), next_action, config.gamma)
+        y = one_step_target(reward, terminated, target.q_values(next_obs), next_action,
+                            config.gamma)
         states.append(obs)                                  # accumulate gradients wrt theta:
         actions.append(action)                              # kept as (s, a, y) and summed in one
         targets.append(y)                                   # batched pass at the update
