@@ -67,10 +67,7 @@ class AsyncConfig:
             _fail(name, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
         if self.start_method not in START_METHODS:
             _fail(name, "start_method", self.start_method, f"one of {START_METHODS}")
-        sizes = self.hidden_sizes
-        if isinstance(sizes, list):
-            sizes = tuple(sizes)
-            object.__setattr__(self, "hidden_sizes", sizes)
+        sizes = self._as_tuple("hidden_sizes")
         if not (isinstance(sizes, tuple) and sizes and all(
                 isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)):
             _fail(name, "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers")
@@ -79,6 +76,14 @@ class AsyncConfig:
         from .envs import check_env_id  # deferred: imports gymnasium and ale_py
 
         check_env_id(self.env)
+
+    def _as_tuple(self, key):
+        """The field's value, a list (as JSON and the CLI give it) stored as a tuple."""
+        value = getattr(self, key)
+        if isinstance(value, list):
+            value = tuple(value)
+            object.__setattr__(self, key, value)
+        return value
 
     def _check_float(self, key, ok, allowed):
         value = getattr(self, key)
@@ -133,10 +138,7 @@ class QConfig(AsyncConfig):
         _positive_int(self, "epsilon_anneal_steps")
         _positive_int(self, "target_update_interval")
         for key in ("final_epsilons", "final_epsilon_probs"):
-            value = getattr(self, key)
-            if isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, key, value)
+            value = self._as_tuple(key)
             if not (isinstance(value, tuple) and value and all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                     and 0.0 <= v <= 1.0 for v in value)):

@@ -40,9 +40,15 @@ def draw_final_epsilon(config, rng: np.random.Generator) -> float:
     return float(rng.choice(config.final_epsilons, p=config.final_epsilon_probs))
 
 
+def _worker_exploration(config, seed: int) -> tuple[float, np.random.Generator]:
+    """A worker's final epsilon and the generator it then explores with, both from its seed."""
+    rng = np.random.default_rng(seed)
+    return draw_final_epsilon(config, rng), rng
+
+
 def worker_final_epsilons(config) -> list[float]:
     """The final epsilon each worker of a run with this config draws (the draw is seeded)."""
-    return [draw_final_epsilon(config, np.random.default_rng(seed)) for seed in worker_seeds(config)]
+    return [_worker_exploration(config, seed)[0] for seed in worker_seeds(config)]
 
 
 def epsilon_at(global_step: int, final_epsilon: float, anneal_steps: int) -> float:
@@ -64,8 +70,8 @@ class EpsilonGreedy:
     def for_worker(cls, ctx, local: QNetwork) -> "EpsilonGreedy":
         """A worker's policy: epsilon-greedy in its local network's Q(s, .; theta'), with the final
         epsilon drawn from the worker's own seed (see `worker_final_epsilons`)."""
-        rng = np.random.default_rng(ctx.seed)
-        return cls(make_q_reader(local), local.n_actions, draw_final_epsilon(ctx.config, rng),
+        final_epsilon, rng = _worker_exploration(ctx.config, ctx.seed)
+        return cls(make_q_reader(local), local.n_actions, final_epsilon,
                    ctx.config.epsilon_anneal_steps, rng)
 
     def act(self, obs, global_step: int) -> int:

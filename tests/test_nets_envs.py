@@ -97,13 +97,19 @@ def test_evaluation_env_sees_raw_rewards():
     env.close()
 
 
+def random_obs(obs_shape):
+    """A CartPole-like float vector, or an Atari-like uint8 frame stack."""
+    if len(obs_shape) == 3:
+        return (torch.rand(obs_shape).numpy() * 255).astype(np.uint8)
+    return torch.rand(obs_shape).numpy().astype(np.float32)
+
+
 @pytest.mark.parametrize("obs_shape", [(4,), (4, 84, 84)])
 def test_greedy_action_is_the_most_likely_one(obs_shape):
     torch.manual_seed(1)
     net = ActorCritic(obs_shape, 3)
     torch.nn.init.normal_(net.policy.weight)
-    obs = torch.rand(obs_shape).numpy() * (255 if len(obs_shape) == 3 else 1)
-    obs = obs.astype(np.uint8 if len(obs_shape) == 3 else np.float32)
+    obs = random_obs(obs_shape)
     logits, _ = net(torch.as_tensor(obs).unsqueeze(0))
     assert make_actor(net, 0).act(obs, greedy=True) == int(logits.argmax())
 
@@ -113,8 +119,7 @@ def test_q_network_readers_and_greedy_actor_agree_with_the_network(obs_shape):
     torch.manual_seed(2)
     net = QNetwork(obs_shape, 3)
     torch.nn.init.normal_(net.q.weight)
-    obs = torch.rand(obs_shape).numpy() * (255 if len(obs_shape) == 3 else 1)
-    obs = obs.astype(np.uint8 if len(obs_shape) == 3 else np.float32)
+    obs = random_obs(obs_shape)
     q_values = net(torch.as_tensor(obs).unsqueeze(0))[0].detach().numpy()
     assert q_values.shape == (3,)
     reader = make_q_reader(net)

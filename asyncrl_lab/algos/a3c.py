@@ -45,10 +45,10 @@ def worker(ctx: WorkerContext):
             obs = next_obs
             if terminated or truncated:
                 break
-        # R = 0 for terminal s_t, V(s_t; theta'_v) otherwise (also after a time-limit truncation)
-        last_value = 0.0 if terminated else policy.value(obs)
         global_step = ctx.add_steps(len(rewards))           # T <- T + 1 for each step taken
-        returns = n_step_returns(rewards, bootstrap_value(terminated, last_value), config.gamma)
+        # R = 0 for terminal s_t, V(s_t; theta'_v) otherwise (also after a time-limit truncation)
+        R = bootstrap_value(terminated, policy.value(obs))
+        returns = n_step_returns(rewards, R, config.gamma)
 
         # accumulate gradients wrt theta' and theta'_v over the rollout (one batched pass)
         logits, values = local(torch.as_tensor(np.stack(states)))

@@ -39,9 +39,9 @@ def worker(ctx: WorkerContext):
                 break
         global_step = ctx.add_steps(len(rewards))           # t <- t + 1, T <- T + 1 for each step
         # R = 0 for terminal s_t, max_a Q(s_t, a; theta^-) otherwise (also after a truncation)
-        last_value = 0.0 if terminated else target.q_values(obs).max()
+        R = bootstrap_value(terminated, target.q_values(obs).max())
         # for i in t-1 .. t_start: R <- r_i + gamma * R; accumulate d(R - Q(s_i, a_i; theta'))^2
-        returns = n_step_returns(rewards, bootstrap_value(terminated, last_value), config.gamma)
+        returns = n_step_returns(rewards, R, config.gamma)
         q_update(ctx, local, states, actions, returns, global_step)  # asynchronous update of theta
         target.maybe_sync(global_step)                      # if T mod I_target == 0: theta^- <- theta
 
