@@ -25,30 +25,26 @@ def _positive_int(config, key: str):
 
 
 @dataclass(frozen=True)
-class AsyncConfig:
-    """Settings shared by every asynchronous method (one process per actor-learner)."""
+class Config:
+    """Settings shared by every method: the environment, the budget, the optimizer, the network."""
 
     env: str = "CartPole-v1"
-    workers: int = 2
     total_steps: int = 200_000
     seed: int = 0
     gamma: float = 0.99
     lr: float = 7e-4
     lr_anneal: bool = True  # linearly to 0 at total_steps, as in the paper
     optimizer: str = "rmsprop"
-    shared_optimizer_stats: bool = True  # the paper's "shared RMSProp"; False: per-worker statistics
     rmsprop_alpha: float = 0.99
     optimizer_eps: float = 0.1  # (impl) suits shared RMSProp (eps outside the sqrt); use ~1e-8 with adam
     max_grad_norm: float = 40.0  # (impl)
     hidden_sizes: tuple = (64, 64)  # MLP trunk for vector observations; Atari uses the paper's conv net
     sticky_actions: bool = False  # Atari: the paper has none; ALE v5 defaults to 0.25
     episodic_life: bool = False  # Atari: a lost life ends the training episode
-    start_method: str = "spawn"
 
     def __post_init__(self):
         name = type(self).__name__
         ints = {
-            "workers": (self.workers, 1, "an integer >= 1"),
             "total_steps": (self.total_steps, 1, "an integer >= 1"),
             "seed": (self.seed, 0, "an integer >= 0"),
         }
@@ -60,13 +56,11 @@ class AsyncConfig:
         self._check_float("rmsprop_alpha", lambda v: 0.0 < v < 1.0, "in (0, 1)")
         self._check_float("optimizer_eps", lambda v: v > 0, "a positive number")
         self._check_float("max_grad_norm", lambda v: v > 0, "a positive number")
-        for key in ("lr_anneal", "shared_optimizer_stats", "sticky_actions", "episodic_life"):
+        for key in ("lr_anneal", "sticky_actions", "episodic_life"):
             if not isinstance(getattr(self, key), bool):
                 _fail(name, key, getattr(self, key), "True or False")
         if self.optimizer not in OPTIMIZERS:
             _fail(name, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
-        if self.start_method not in START_METHODS:
-            _fail(name, "start_method", self.start_method, f"one of {START_METHODS}")
         sizes = self._as_tuple("hidden_sizes")
         if not (isinstance(sizes, tuple) and sizes and all(
                 isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)):
@@ -105,6 +99,24 @@ class AsyncConfig:
 
 
 @dataclass(frozen=True)
+class AsyncConfig(Config):
+    """Settings shared by every asynchronous method (one process per actor-learner)."""
+
+    workers: int = 2
+    shared_optimizer_stats: bool = True  # the paper's "shared RMSProp"; False: per-worker statistics
+    start_method: str = "spawn"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive_int(self, "workers")
+        if not isinstance(self.shared_optimizer_stats, bool):
+            _fail(type(self).__name__, "shared_optimizer_stats", self.shared_optimizer_stats,
+                  "True or False")
+        if self.start_method not in START_METHODS:
+            _fail(type(self).__name__, "start_method", self.start_method, f"one of {START_METHODS}")
+
+
+@dataclass(frozen=True)
 class A3CConfig(AsyncConfig):
     """Asynchronous advantage actor-critic, feed-forward (Algorithm S3)."""
 
@@ -114,9 +126,42 @@ class A3CConfig(AsyncConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _positive_int(self, "t_max")
-        self._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
-        self._check_float("value_loss_coef", lambda v: v > 0, "a positive number")
+        _check_actor_critic(self)
+
+
+def _check_actor_critic(config):
+    _positive_int(config, "t_max")
+    config._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
+    config._check_float("value_loss_coef", lambda v: v > 0, "a positive number")
+
+
+@dataclass(frozen=True)
+class A2CConfig(Config):
+    """Synchronous advantage actor-critic: one process steps n_envs environments as a vector.
+
+    Defaults are OpenAI Baselines' and stable-baselines3's (impl): 16 envs, t_max 5, RMSProp with
+    eps 1e-5, gradients clipped to norm 0.5 (the loss is a mean over the batch, not a sum).
+    """
+
+    n_envs: int = 16
+    t_max: int = 5
+    entropy_beta: float = 0.01
+    value_loss_coef: float = 0.5
+    optimizer_eps: float = 1e-5
+    max_grad_norm: float = 0.5
+    device: str = "auto"  # "auto": CUDA when torch sees a GPU, else CPU; or "cpu", "cuda", "cuda:1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive_int(self, "n_envs")
+        _check_actor_critic(self)
+        from .nets import resolve_device  # deferred: imports torch
+
+        try:
+            resolve_device(self.device)
+        except ValueError as err:
+            _fail(type(self).__name__, "device", self.device,
+                  f"'auto', 'cpu', 'cuda' or 'cuda:N' ({err})")
 
 
 @dataclass(frozen=True)
@@ -178,7 +223,7 @@ class NStepQConfig(QConfig):
 
 
 CONFIGS = {"one_step_q": OneStepQConfig, "one_step_sarsa": OneStepSarsaConfig,
-           "n_step_q": NStepQConfig, "a3c": A3CConfig}
+           "n_step_q": NStepQConfig, "a3c": A3CConfig, "a2c": A2CConfig}
 
 
 def config_for(algo: str) -> type:
@@ -188,5 +233,5 @@ def config_for(algo: str) -> type:
     return CONFIGS[algo.lower()]
 
 
-__all__ = ["AsyncConfig", "A3CConfig", "CONFIGS", "NStepQConfig", "OneStepQConfig",
-           "OneStepSarsaConfig", "QConfig", "config_for"]
+__all__ = ["A2CConfig", "AsyncConfig", "A3CConfig", "Config", "CONFIGS", "NStepQConfig",
+           "OneStepQConfig", "OneStepSarsaConfig", "QConfig", "config_for"]

@@ -19,6 +19,7 @@ import difflib
 import importlib
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.wrappers import (AtariPreprocessing, ClipReward, FrameStackObservation,
                                 RecordEpisodeStatistics)
 
@@ -129,3 +130,88 @@ def env_spaces(env_id: str, **options) -> tuple[tuple[int, ...], int]:
     finally:
         env.close()
 
+
+
+class VectorEnv:
+    """`n_envs` copies of an env stepped as one batch (A2C); each copy starts its next episode as
+    soon as one ends, within the same step.
+
+    Atari ids run on ale_py's native `AtariVectorEnv`, which does the paper's preprocessing (no-op
+    starts, frame skip 4 with a max over the last two frames, 84x84 grayscale, a stack of 4) in
+    C++ threads; other ids on Gymnasium's `SyncVectorEnv`, one process, which for cheap envs such as
+    CartPole beats shipping observations between processes. Either way `step` returns:
+
+    * `obs`: the next observations, already the first of a new episode where one ended;
+    * `rewards`: training rewards (clipped to [-1, 1] on Atari);
+    * `terminated`, `truncated`: how each env's training episode ended this step, if it did
+      (with `episodic_life`, a lost life terminates it while the game goes on);
+    * `final_obs`: the observations that ended those episodes, to bootstrap a truncation from;
+    * `finished`: (env index, return, length) of each real episode that ended, with raw rewards
+      and whole games, as the history records them.
+    """
+
+    def __init__(self, env_id: str, n_envs: int, seed: int, *, sticky_actions: bool = False,
+                 episodic_life: bool = False):
+        check_env_id(env_id)
+        self.atari = is_atari(env_id)
+        self.episodic_life = episodic_life and self.atari
+        seeds = np.random.SeedSequence(seed).generate_state(n_envs) % 2**31
+        if self.atari:
+            from ale_py.vector_env import AtariVectorEnv
+
+            spec = gym.spec(env_id.partition(":")[2] or env_id)
+            self.env = AtariVectorEnv(
+                spec.kwargs["game"], n_envs, autoreset_mode="SameStep",
+                repeat_action_probability=0.25 if sticky_actions else 0.0,
+                full_action_space=spec.kwargs.get("full_action_space", False),
+                max_num_frames_per_episode=spec.kwargs.get("max_num_frames_per_episode", 108_000),
+                noop_max=30, frameskip=4, img_height=84, img_width=84, grayscale=True, stack_num=4,
+                reward_clipping=False, episodic_life=False, use_fire_reset=False)
+        else:
+            self.env = gym.make_vec(env_id, n_envs, vectorization_mode="sync",
+                                    vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+        self.n_envs = n_envs
+        self.single_observation_space = self.env.single_observation_space
+        self.n_actions = int(self.env.single_action_space.n)
+        self._seeds = seeds.astype(np.int64)
+        self.returns = np.zeros(n_envs)
+        self.lengths = np.zeros(n_envs, dtype=np.int64)
+        self.lives = np.zeros(n_envs, dtype=np.int64)
+
+    def reset(self) -> np.ndarray:
+        """Start every env's first episode (seeded); returns the observations."""
+        obs, info = self.env.reset(seed=self._seeds if self.atari else self._seeds.tolist())
+        self.returns[:], self.lengths[:] = 0.0, 0
+        if self.atari:
+            self.lives[:] = info["lives"]
+        return obs
+
+    def step(self, actions: np.ndarray):
+        obs, raw_rewards, terminated, truncated, info = self.env.step(actions)
+        self.returns += raw_rewards
+        self.lengths += 1
+        done = terminated | truncated
+        finished = [(int(i), float(self.returns[i]), int(self.lengths[i])) for i in np.flatnonzero(done)]
+        self.returns[done], self.lengths[done] = 0.0, 0
+        final_obs = obs
+        if done.any():
+            final_obs = obs.copy()
+            final_obs[done] = np.stack(list(info["final_obs"][done]))
+        rewards = raw_rewards
+        if self.atari:
+            rewards = np.clip(raw_rewards, -1.0, 1.0)
+            lives = info["lives"]
+            if self.episodic_life:  # a lost life ends the training episode, not the game
+                terminated = terminated | ((lives < self.lives) & ~done)
+            self.lives = lives
+        return obs, rewards, terminated, truncated, final_obs, finished
+
+    def close(self):
+        self.env.close()
+
+
+def make_vector_env(env_id: str, n_envs: int, seed: int, *, sticky_actions: bool = False,
+                    episodic_life: bool = False) -> VectorEnv:
+    """A `VectorEnv` of `n_envs` copies of a Gymnasium env id (discrete actions, Box observations)."""
+    env_spaces(env_id, sticky_actions=sticky_actions)  # the same checks and errors as make_env
+    return VectorEnv(env_id, n_envs, seed, sticky_actions=sticky_actions, episodic_life=episodic_life)

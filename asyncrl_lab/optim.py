@@ -109,7 +109,8 @@ def make_optimizer(config, params) -> _SharedOptimizer:
         opt = SharedRMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
     else:
         opt = SharedAdam(params, lr=config.lr, eps=config.optimizer_eps)
-    return opt.share_memory() if config.shared_optimizer_stats else opt
+    shared = getattr(config, "shared_optimizer_stats", False)  # A2C has one learner: nothing to share
+    return opt.share_memory() if shared else opt
 
 
 def annealed_lr(config, global_step: int) -> float:
@@ -119,17 +120,19 @@ def annealed_lr(config, global_step: int) -> float:
     return config.lr * max(0.0, 1.0 - global_step / config.total_steps)
 
 
-def asynchronous_update(ctx, local_model: torch.nn.Module, loss: torch.Tensor, global_step: int):
-    """"Perform asynchronous update of theta using d theta": backpropagate the worker's loss into its
-    local network and apply the gradient (norm-clipped) to the shared parameters through the
-    shared optimizer at the annealed learning rate. Every asynchronous method updates with this.
+def gradient_update(ctx, model: torch.nn.Module, loss: torch.Tensor, global_step: int):
+    """One update of the shared parameters from a loss: backpropagate it into `model` and apply the
+    gradient (norm-clipped) through the optimizer at the annealed learning rate. Every method
+    updates with this: for a worker of an asynchronous method it is the paper's "perform
+    asynchronous update of theta using d theta" (`model` is the worker's local copy); for A2C's
+    coordinator, the one synchronous update per batch.
 
-    A non-finite loss stops the worker with an error that names it and the global step, before
-    the shared parameters are touched.
+    A non-finite loss stops the run with an error that names it and the global step, before the
+    shared parameters are touched.
     """
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"worker {ctx.rank}: the loss is {loss.item()} at global step "
+        raise FloatingPointError(f"{ctx.name}: the loss is {loss.item()} at global step "
                                  f"{global_step}; lower the learning rate or check the rewards")
-    local_model.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
     loss.backward()
-    ctx.apply_gradients(local_model, annealed_lr(ctx.config, global_step))
+    ctx.apply_gradients(model, annealed_lr(ctx.config, global_step))

@@ -18,6 +18,10 @@ Lifecycle guarantees (each is tested):
   process sentinel and reported as `WorkerDied`.
 * Workers exit when their parent dies (PR_SET_PDEATHSIG, and a parent check in `running()`).
 * Afterwards no child process remains: shutdown asks, then terminates, then kills.
+
+The synchronous method, A2C, runs on `run_coordinator` instead: one loop in the calling process,
+with the same progress reports, early stop, Outcome and errors (an exception in the loop is
+raised as `WorkerError` with the partial outcome; Ctrl-C returns it as "interrupted").
 """
 from __future__ import annotations
 
@@ -82,6 +86,7 @@ class WorkerContext:
 
     def __init__(self, rank, seed, config, shared, counters, conn, parent_pid, t0):
         self.rank, self.seed, self.config = rank, seed, config
+        self.name = f"worker {rank}"
         self.model, self.optimizer = shared["model"], shared["optimizer"]
         self.shared = shared
         self._steps, self._updates, self._stop = (c.numpy() for c in counters)
@@ -359,3 +364,82 @@ def _shutdown(procs, open_readers: dict, outcome: Outcome):
     for reader in list(open_readers):
         reader.close()
     open_readers.clear()
+
+
+class CoordinatorContext:
+    """The synchronous coordinator's view of the run (A2C): the same counters and reports as a
+    worker's `WorkerContext`, kept in the calling process. `running()` also reports progress."""
+
+    rank = 0
+    name = "the coordinator"
+
+    def __init__(self, config, shared, outcome: Outcome, start_step: int, report, t0: float):
+        self.config, self.shared, self.seed = config, shared, config.seed
+        self.model, self.optimizer = shared["model"], shared["optimizer"]
+        self._params = list(self.model.parameters())
+        self._outcome, self._report, self._t0 = outcome, report, t0
+        self._step = start_step
+        self._stopped = False
+        self._last_report = time.time()
+
+    @property
+    def global_step(self) -> int:
+        return self._step
+
+    def running(self) -> bool:
+        """False once T reaches total_steps or the early-stop test (`stop_when`) says so."""
+        if time.time() - self._last_report > 1 / 5:
+            self._last_report = time.time()
+            self._stopped = self._report(self._update_outcome())
+        return not self._stopped and self._step < self.config.total_steps
+
+    def add_steps(self, n: int) -> int:
+        self._step += n
+        return self._step
+
+    def apply_gradients(self, model: torch.nn.Module, lr: float):
+        """Apply the gradients, their norm clipped to config.max_grad_norm. Nothing else writes the
+        parameters between the read and this write: every update has staleness 0."""
+        torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm)
+        self.optimizer.step([p.grad for p in self._params], lr)
+        self._outcome.updates += 1
+
+    def episode(self, env_index: int, episode_return: float, length: int):
+        """Record a finished episode; the history's worker column holds the env's index."""
+        self._outcome.episodes.append((env_index, self._step, time.time() - self._t0,
+                                       float(episode_return), int(length)))
+
+    def _update_outcome(self) -> Outcome:
+        outcome = self._outcome
+        outcome.global_step, outcome.wall_time = self._step, time.time() - self._t0
+        outcome.staleness = np.array([outcome.updates], dtype=np.int64)
+        return outcome
+
+
+def run_coordinator(loop_fn, config, shared: dict, *, progress=None, start_step: int = 0,
+                    stop_when=None) -> Outcome:
+    """Run `loop_fn(ctx)` in this process until T >= total_steps: `run_workers` for a method with
+    one synchronous learner. Same arguments, Outcome and errors as `run_workers`."""
+    outcome = Outcome()
+
+    def report(so_far: Outcome) -> bool:
+        if progress is not None:
+            progress(so_far)
+        return stop_when is not None and stop_when(so_far)
+
+    ctx = CoordinatorContext(config, shared, outcome, start_step, report, time.time())
+    try:
+        loop_fn(ctx)
+        outcome.status = "finished"
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        outcome.message = "interrupted by the user; the partial run is kept"
+    except Exception as exc:
+        ctx._update_outcome()
+        outcome.status = "failed"
+        failure = WorkerError(f"{ctx.name} raised an exception:\n{traceback.format_exc()}", 0,
+                              traceback.format_exc(), outcome)
+        outcome.message = str(failure)
+        raise failure from exc
+    ctx._update_outcome()
+    return outcome

@@ -73,3 +73,26 @@ def sarsa_target(reward, terminated, next_q_values, next_action, gamma: float):
     reward, alive, next_q_values = _check_one_step(reward, terminated, next_q_values, gamma)
     chosen = np.take_along_axis(next_q_values, np.asarray(next_action)[..., None], axis=-1)
     return reward + alive * gamma * chosen[..., 0]
+
+
+def batched_n_step_returns(rewards, dones, end_values, last_values, gamma: float) -> np.ndarray:
+    """n-step returns of a batch of rollouts run side by side (A2C): arrays of shape
+    (t_max, n_envs), in which an env's episode may end and the next begin mid-rollout.
+
+    R_t = r_t + gamma * R_{t+1}, except where an episode ended at step t (`dones[t]`): there the
+    chain restarts from `end_values[t]` (0 on termination, V(s') of the last state on truncation,
+    as `bootstrap_value` decides). After the last step R = `last_values`, V(s_{t+t_max}).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must have shape (t_max, n_envs), got {rewards.shape}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    dones = np.broadcast_to(np.asarray(dones, dtype=bool), rewards.shape)
+    end_values = np.broadcast_to(np.asarray(end_values, dtype=np.float64), rewards.shape)
+    returns = np.empty_like(rewards)
+    R = np.broadcast_to(np.asarray(last_values, dtype=np.float64), rewards.shape[1:])
+    for t in range(len(rewards) - 1, -1, -1):
+        R = rewards[t] + gamma * np.where(dones[t], end_values[t], R)
+        returns[t] = R
+    return returns

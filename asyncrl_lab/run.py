@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -16,10 +17,10 @@ import numpy as np
 import torch
 
 from .algos import ALGORITHMS
-from .config import AsyncConfig, config_for
+from .config import Config, config_for
 from .envs import env_spaces, make_env
 from .nets import make_actor
-from .parallel import Outcome, WorkerError, run_workers
+from .parallel import Outcome, WorkerError, run_coordinator, run_workers
 
 CHECKPOINT_FORMAT = 1
 EPISODE_COLUMNS = ("worker", "global_step", "wall_time", "episode_return", "episode_length")
@@ -100,7 +101,7 @@ class Run:
     """The result of `train` (or `load`): what was learned and how it went."""
 
     algo: str
-    config: AsyncConfig
+    config: Config
     model: torch.nn.Module
     history: History
     status: str = "finished"  # "finished", "interrupted" or "failed"
@@ -206,8 +207,9 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
           out=None, checkpoint_every: int | None = None, resume=None,
           stop_at_return: float | None = None, **options) -> Run:
-    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c") on a Gymnasium env id
-    with `workers` processes for `total_steps` global steps. Further keyword options are the
+    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c", "a2c") on a Gymnasium env
+    id with `workers` processes for `total_steps` global steps (A2C: one process stepping
+    `n_envs` environments; it takes no `workers`). Further keyword options are the
     fields of the algorithm's config (e.g. t_max, lr, entropy_beta, target_update_interval); a
     bad value raises ValueError before any process starts.
 
@@ -251,6 +253,9 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
         if algo is None:
             raise ValueError("name the algorithm to train (one of "
                              f"{sorted(ALGORITHMS)}), or pass resume=<run directory>")
+        if "workers" in given and str(algo).lower() == "a2c":
+            raise ValueError("a2c is synchronous: one process steps n_envs environments, so it "
+                             "has no workers; pass n_envs=... (the number of environments)")
         config = config_for(algo).from_dict({**given, **options})
         algo = algo.lower()
     if out is not None:
@@ -279,8 +284,12 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
 
     outcome = None
     try:
-        outcome = run_workers(module.worker, config, shared, progress=on_progress,
-                              start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
+        if getattr(module, "SYNCHRONOUS", False):
+            outcome = run_coordinator(module.coordinator, config, shared, progress=on_progress,
+                                      start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
+        else:
+            outcome = run_workers(module.worker, config, shared, progress=on_progress,
+                                  start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
     except WorkerError as err:
         outcome = err.outcome
         err.run = snapshot(err.outcome)
@@ -333,10 +342,10 @@ def _resumed_config(algo, previous: Run, changes: dict):
         raise ValueError(f"cannot resume a {previous.algo!r} run as {algo!r}: the checkpoint "
                          f"was written by {previous.algo!r}")
     changed = {k for k, v in changes.items() if getattr(previous.config, k, None) != v}
-    fixed = sorted(changed - {"total_steps", "workers"})
+    fixed = sorted(changed - {"total_steps", "workers", "n_envs"})
     if fixed:
-        raise ValueError(f"a resumed run keeps its settings; only total_steps and workers may "
-                         f"change, not {fixed}")
+        raise ValueError(f"a resumed run keeps its settings; only total_steps and workers (A2C: "
+                         f"n_envs) may change, not {fixed}")
     config = type(previous.config).from_dict({**previous.config.to_dict(), **changes})
     if config.total_steps <= previous.global_step:
         raise ValueError(f"the run to resume is already at global step {previous.global_step:,}; "
@@ -396,8 +405,13 @@ def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None)
         merged[: len(before)] += before
         merged[: len(staleness)] += staleness
         staleness, wall_time = merged, offset + wall_time
-    return Run(algo, config, shared["model"], History(episodes, staleness), outcome.status,
-               outcome.global_step, wall_time, outcome.message, shared["optimizer"].state_dict())
+    model, optimizer_state = shared["model"], shared["optimizer"].state_dict()
+    if next(model.parameters()).device.type != "cpu":  # A2C on a GPU: the Run keeps a CPU copy
+        model = copy.deepcopy(model).cpu()
+        optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
+                           for k, v in optimizer_state.items()}
+    return Run(algo, config, model, History(episodes, staleness), outcome.status,
+               outcome.global_step, wall_time, outcome.message, optimizer_state)
 
 
 class _ProgressBar:

@@ -14,7 +14,7 @@ import torch
 
 from .losses import q_value_loss
 from .nets import QNetwork, make_q_reader
-from .optim import asynchronous_update, make_optimizer
+from .optim import gradient_update, make_optimizer
 from .parallel import worker_seeds
 
 
@@ -119,4 +119,4 @@ def q_update(ctx, local: QNetwork, states, actions, targets, global_step: int):
     q_values = local(torch.as_tensor(np.stack(states)))
     loss = q_value_loss(q_values, torch.as_tensor(actions),
                         torch.as_tensor(np.asarray(targets), dtype=torch.float32))
-    asynchronous_update(ctx, local, loss, global_step)
+    gradient_update(ctx, local, loss, global_step)

@@ -185,3 +185,8 @@ def faulty_worker(ctx):
     faulty = FaultyContext(ctx, point, action, int(after[0]) if after else 0)
     faulty._at("start")
     ALGORITHMS[os.environ["ASYNCRL_FAULT_ALGO"]].worker(faulty)
+
+
+# CartPole cut at 12 steps: random play both terminates and truncates episodes within it.
+gym.register("ShortCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
+             max_episode_steps=12)

@@ -11,7 +11,7 @@ from ..config import A3CConfig as Config
 from ..envs import make_env
 from ..losses import actor_critic_loss
 from ..nets import ActorCritic, make_actor
-from ..optim import asynchronous_update, make_optimizer
+from ..optim import gradient_update, make_optimizer
 from ..parallel import WorkerContext
 from ..returns import bootstrap_value, n_step_returns
 
@@ -56,7 +56,7 @@ def worker(ctx: WorkerContext):
                                  torch.as_tensor(returns, dtype=torch.float32),
                                  config.entropy_beta, config.value_loss_coef)
         # asynchronous update of theta using d theta and of theta_v using d theta_v
-        asynchronous_update(ctx, local, loss, global_step)
+        gradient_update(ctx, local, loss, global_step)
 
         if terminated or truncated:
             if "episode" in info:  # a real game over, not a lost life

@@ -1,0 +1,86 @@
+"""Synchronous advantage actor-critic (A2C; OpenAI Baselines, 2017): A3C with its actor-learners
+made synchronous.
+
+One process steps `n_envs` environments as a vector with one set of parameters theta. Every env
+takes t_max steps, each step one batched forward pass for all of them; then the coordinator makes
+a single update from the whole batch with A3C's loss (a mean over the batch instead of a sum,
+because the batch is n_envs times larger). No update is ever computed from stale parameters.
+The comments quote Algorithm S3's lines where A2C does the same thing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..config import A2CConfig as Config
+from ..envs import make_vector_env
+from ..losses import actor_critic_loss
+from ..nets import ActorCritic, resolve_device
+from ..optim import gradient_update, make_optimizer
+from ..parallel import CoordinatorContext
+from ..returns import batched_n_step_returns
+
+SYNCHRONOUS = True  # run on `parallel.run_coordinator`: one loop, no worker processes
+
+
+def make_network(config: Config, obs_shape, n_actions) -> ActorCritic:
+    return ActorCritic(obs_shape, n_actions, config.hidden_sizes)
+
+
+def build_shared(config: Config, obs_shape, n_actions) -> dict:
+    """The parameters theta, theta_v and the optimizer, on config.device (CUDA when available)."""
+    model = make_network(config, obs_shape, n_actions).to(resolve_device(config.device))
+    return {"model": model, "optimizer": make_optimizer(config, model.parameters())}
+
+
+def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray:
+    """One action per row from softmax(logits), drawn with `rng` (the same draws on any device)."""
+    probs = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+    cdf = probs.cumsum(axis=1)
+    u = rng.random(len(probs))[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1)
+
+
+def coordinator(ctx: CoordinatorContext):
+    config: Config = ctx.config
+    model = ctx.model
+    device = next(model.parameters()).device
+    envs = make_vector_env(config.env, config.n_envs, config.seed,
+                           sticky_actions=config.sticky_actions, episodic_life=config.episodic_life)
+    rng = np.random.default_rng(config.seed)
+    t_max, n = config.t_max, config.n_envs
+    states = np.empty((t_max + 1, n, *envs.single_observation_space.shape),
+                      dtype=envs.single_observation_space.dtype)
+    actions = np.empty((t_max, n), dtype=np.int64)
+    rewards, end_values = np.empty((t_max, n)), np.zeros((t_max, n))
+    dones = np.empty((t_max, n), dtype=bool)
+    try:
+        obs = envs.reset()
+        while ctx.running():                                    # repeat ... until T > T_max
+            for t in range(t_max):                              # every env takes t_max steps
+                states[t] = obs
+                with torch.no_grad():                           # one forward pass for all envs
+                    logits, _ = model(torch.as_tensor(obs, device=device))
+                actions[t] = sample_actions(logits, rng)        # perform a_t according to pi(a_t|s_t; theta)
+                obs, rewards[t], terminated, truncated, final_obs, finished = envs.step(actions[t])
+                dones[t] = terminated | truncated
+                end_values[t] = 0.0                             # R = 0 for terminal s_t ...
+                cut = truncated & ~terminated                   # ... V(s_t) after a time-limit truncation
+                if cut.any():
+                    with torch.no_grad():
+                        _, last = model(torch.as_tensor(final_obs[cut], device=device))
+                    end_values[t][cut] = last.cpu().numpy()
+                global_step = ctx.add_steps(n)                  # T <- T + 1 for each env's step
+                for env_index, episode_return, length in finished:
+                    ctx.episode(env_index, episode_return, length)
+            states[t_max] = obs
+            # one batched pass over the rollouts and the state after them (R = V(s_t) to bootstrap)
+            logits, values = model(torch.as_tensor(states, device=device).flatten(0, 1))
+            last_values = values[-n:].detach().cpu().numpy()
+            returns = batched_n_step_returns(rewards, dones, end_values, last_values, config.gamma)
+            loss = actor_critic_loss(logits[:-n], values[:-n], torch.as_tensor(actions, device=device).flatten(),
+                                     torch.as_tensor(returns, dtype=torch.float32, device=device).flatten(),
+                                     config.entropy_beta, config.value_loss_coef) / (t_max * n)
+            gradient_update(ctx, model, loss, global_step)      # one synchronous update of theta, theta_v
+    finally:
+        envs.close()
