@@ -4,15 +4,16 @@
         --checkpoint-every 50000
     python -m asyncrl_lab train n_step_q --env CartPole-v1 --steps 200000 --out runs/q \
         --final-epsilons 0.1 0.01 0.5 --final-epsilon-probs 0.4 0.3 0.3
+    python -m asyncrl_lab train a2c --env ALE/Pong-v5 --n-envs 16 --steps 1000000 --out runs/pong
     python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
 
-Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c. Every field of the algorithm's config is an
-option (--t-max, --entropy-beta, --target-update-interval, --lr, ...).
+Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c. Every field of the algorithm's config
+is an option (--t-max, --entropy-beta, --target-update-interval, --lr, --n-envs, --device, ...).
 `train` writes history.csv, config.json and checkpoint.pt into --out, every --checkpoint-every
 global steps and when training ends, however it ends (finished, interrupted, failed).
 `--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
-and history (only --steps and --workers may change).
+and history (only --steps and --workers, for A2C --n-envs, may change).
 """
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --resume: the new total of global steps")
     train.add_argument("--workers", type=int, default=argparse.SUPPRESS,
                        help="with --resume: the number of worker processes")
+    train.add_argument("--n-envs", dest="n_envs", type=int, default=argparse.SUPPRESS,
+                       help="with --resume: A2C's number of environments")
     algos = train.add_subparsers(dest="algo", metavar="ALGO")
     for name, config_cls in CONFIGS.items():
         sub = algos.add_parser(name, help=config_cls.__doc__)

@@ -131,7 +131,6 @@ def env_spaces(env_id: str, **options) -> tuple[tuple[int, ...], int]:
         env.close()
 
 
-
 class VectorEnv:
     """`n_envs` copies of an env stepped as one batch (A2C); each copy starts its next episode as
     soon as one ends, within the same step.
@@ -168,8 +167,9 @@ class VectorEnv:
                 noop_max=30, frameskip=4, img_height=84, img_width=84, grayscale=True, stack_num=4,
                 reward_clipping=False, episodic_life=False, use_fire_reset=False)
         else:
+            same_step = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
             self.env = gym.make_vec(env_id, n_envs, vectorization_mode="sync",
-                                    vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+                                    vector_kwargs=same_step)
         self.n_envs = n_envs
         self.single_observation_space = self.env.single_observation_space
         self.n_actions = int(self.env.single_action_space.n)
@@ -191,7 +191,8 @@ class VectorEnv:
         self.returns += raw_rewards
         self.lengths += 1
         done = terminated | truncated
-        finished = [(int(i), float(self.returns[i]), int(self.lengths[i])) for i in np.flatnonzero(done)]
+        finished = [(int(i), float(self.returns[i]), int(self.lengths[i]))
+                    for i in np.flatnonzero(done)]
         self.returns[done], self.lengths[done] = 0.0, 0
         final_obs = obs
         if done.any():
@@ -212,6 +213,8 @@ class VectorEnv:
 
 def make_vector_env(env_id: str, n_envs: int, seed: int, *, sticky_actions: bool = False,
                     episodic_life: bool = False) -> VectorEnv:
-    """A `VectorEnv` of `n_envs` copies of a Gymnasium env id (discrete actions, Box observations)."""
-    env_spaces(env_id, sticky_actions=sticky_actions)  # the same checks and errors as make_env
-    return VectorEnv(env_id, n_envs, seed, sticky_actions=sticky_actions, episodic_life=episodic_life)
+    """A `VectorEnv` of `n_envs` copies of a Gymnasium env id (discrete actions, Box observations).
+    Raises the same ValueErrors as `make_env` for an unknown id or unsupported spaces."""
+    env_spaces(env_id, sticky_actions=sticky_actions)
+    return VectorEnv(env_id, n_envs, seed, sticky_actions=sticky_actions,
+                     episodic_life=episodic_life)

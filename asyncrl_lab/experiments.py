@@ -66,6 +66,20 @@ def steady_rate(run: Run) -> float:
     return float((h.global_step[-1] - h.global_step[0]) / (h.wall_time[-1] - h.wall_time[0]))
 
 
+def training_rate(algo: str, *, warmup: float = 0.25, **options) -> tuple[Run, float]:
+    """Train `algo` (`train`'s arguments) and return the run with its steady-state throughput: env
+    steps per second after the first `warmup` fraction of its steps, from the progress reports.
+    Unlike `steady_rate` it needs no finished episodes, so it suits Atari's long games."""
+    samples = []
+    run = train(algo, progress=lambda outcome: samples.append((outcome.wall_time,
+                                                                outcome.global_step)), **options)
+    after = [(t, s) for t, s in samples if s >= warmup * run.global_step]
+    if len(after) < 2 or after[-1][0] <= after[0][0]:
+        raise ValueError(f"{run!r} is too short to measure its throughput; train it longer")
+    (t1, s1), (t2, s2) = after[0], after[-1]
+    return run, (s2 - s1) / (t2 - t1)
+
+
 def curves_on_grid(runs, grid, *, x: str = "global_step", window: int = 100) -> np.ndarray:
     """Each run's rolling-mean return (last `window` episodes) as a step function of `x`
     ("global_step" or "wall_time") evaluated on `grid`: shape (len(runs), len(grid)).

@@ -31,6 +31,10 @@ class AtariTrunk(nn.Module):
             nn.Flatten(),
             nn.Linear(32 * 9 * 9, 256), nn.ReLU(),
         )
+        for layer in self.net:  # orthogonal with ReLU's gain, as OpenAI Baselines' Atari networks
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.orthogonal_(layer.weight, gain=nn.init.calculate_gain("relu"))
+                nn.init.zeros_(layer.bias)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         # Channels-last halves the convolutions' backward pass on CPU (oneDNN), same values.

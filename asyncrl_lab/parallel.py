@@ -19,6 +19,10 @@ Lifecycle guarantees (each is tested):
 * Workers exit when their parent dies (PR_SET_PDEATHSIG, and a parent check in `running()`).
 * Afterwards no child process remains: shutdown asks, then terminates, then kills.
 
+A run with more than one worker is not deterministic, whatever its seed: the order in which the
+workers' updates land depends on the operating system's scheduling, a different order gives
+different parameters, and those give different actions from then on. One worker is deterministic.
+
 The synchronous method, A2C, runs on `run_coordinator` instead: one loop in the calling process,
 with the same progress reports, early stop, Outcome and errors (an exception in the loop is
 raised as `WorkerError` with the partial outcome; Ctrl-C returns it as "interrupted").

@@ -21,8 +21,9 @@ def plot_learning_curves(run, window: int = 100):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("episode return")
     axes[0].legend(loc="lower right")
-    fig.suptitle(f"{run.algo.upper()} on {run.config.env}, {run.config.workers} workers "
-                 f"({run.status})")
+    actors = (f"{run.config.n_envs} envs" if run.algo == "a2c"
+              else f"{run.config.workers} workers")
+    fig.suptitle(f"{run.algo.upper()} on {run.config.env}, {actors} ({run.status})")
     fig.tight_layout()
     return fig
 

@@ -1,15 +1,16 @@
-"""Time to solve CartPole-v1: this project's A3C (2 worker processes) against stable-baselines3's
-A2C with rl-zoo's CartPole-v1 settings, side by side in one run, over several seeds.
+"""Time to solve CartPole-v1: this project's A3C (2 worker processes) and A2C (one process, 16
+envs) against stable-baselines3's A2C with rl-zoo's CartPole-v1 settings, side by side in one run,
+over several seeds.
 
 "Solved" means the mean return of the last 100 episodes reaches 475. For each run it prints the
-wall time and the env steps until then, and the median ratio A3C / A2C.
+wall time and the env steps until then, and the median ratios to SB3's A2C.
 
     .venv/bin/pip install -r requirements-bench.txt
     .venv/bin/python benchmarks/cartpole_time_to_solve.py --seeds 0 1 2 [--out results/x.json]
 
 Wall time counts from the start of training, process start-up included for A3C and env and
-model construction included for SB3. Both use the machine's cores: A3C one process per worker
-with one torch thread each, SB3 one process with torch's default threads.
+model construction included for both A2Cs. All use the machine's cores: A3C one process per worker
+with one torch thread each, the A2Cs one process with torch's default threads.
 """
 from __future__ import annotations
 
@@ -20,18 +21,22 @@ import time
 from collections import deque
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import A3C_CARTPOLE
+from asyncrl_lab.experiments import A2C_CARTPOLE, A3C_CARTPOLE
 
 THRESHOLD, WINDOW = 475.0, 100
-A3C_SETTINGS = dict(A3C_CARTPOLE, workers=2, total_steps=250_000)
+SETTINGS = {"a3c": dict(A3C_CARTPOLE, workers=2, total_steps=250_000),
+            "a2c": dict(A2C_CARTPOLE, total_steps=600_000)}
+METHODS = {"a3c": "A3C (2 workers)", "a2c": "A2C (16 envs)", "sb3_a2c": "SB3 A2C (rl-zoo)"}
 
 
-def run_a3c(seed: int) -> dict:
-    run = lab.train("a3c", seed=seed, progress=False, **A3C_SETTINGS)
+def run_ours(algo: str, seed: int) -> dict:
+    t0 = time.time()
+    run = lab.train(algo, seed=seed, progress=False, stop_at_return=THRESHOLD, **SETTINGS[algo])
+    total_seconds = time.time() - t0
     hit = run.history.first_reaching(THRESHOLD, WINDOW)
     return {"solved": hit is not None, "steps": hit[0] if hit else None,
             "seconds": hit[1] if hit else None, "total_steps": run.global_step,
-            "total_seconds": run.wall_time}
+            "total_seconds": total_seconds}
 
 
 def run_sb3_a2c(seed: int, budget: int = 500_000) -> dict:
@@ -75,28 +80,33 @@ def main():
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     rows = []
-    print(f"{'seed':>4} | {'A3C (2 workers)':^17} | {'SB3 A2C (rl-zoo)':^17}")
+    print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in METHODS.values()))
     for seed in args.seeds:
-        a3c, a2c = run_a3c(seed), run_sb3_a2c(seed)
-        rows.append({"seed": seed, "a3c": a3c, "sb3_a2c": a2c})
-        print(f"{seed:>4} | {_fmt(a3c)} | {_fmt(a2c)}", flush=True)
-    both = [r for r in rows if r["a3c"]["solved"] and r["sb3_a2c"]["solved"]]
-    summary = {"a3c_solved": sum(r["a3c"]["solved"] for r in rows),
-               "sb3_solved": sum(r["sb3_a2c"]["solved"] for r in rows), "seeds": len(rows)}
-    for key in ("seconds", "steps"):
-        for name in ("a3c", "sb3_a2c"):
+        row = {"seed": seed, "a3c": run_ours("a3c", seed), "a2c": run_ours("a2c", seed),
+               "sb3_a2c": run_sb3_a2c(seed)}
+        rows.append(row)
+        print(f"{seed:>4} | " + " | ".join(_fmt(row[name]) for name in METHODS), flush=True)
+    summary = {"seeds": len(rows)}
+    for name, label in METHODS.items():
+        summary[f"{name}_solved"] = sum(r[name]["solved"] for r in rows)
+        for key in ("seconds", "steps"):
             solved = [r[name][key] for r in rows if r[name]["solved"]]
             summary[f"{name}_median_{key}"] = statistics.median(solved) if solved else None
-        if both:
-            summary[f"median_ratio_{key}"] = statistics.median(
-                r["a3c"][key] / r["sb3_a2c"][key] for r in both)
-    print(f"solved: A3C {summary['a3c_solved']}/{len(rows)}, SB3 A2C {summary['sb3_solved']}/{len(rows)}")
-    if both:
-        print(f"median A3C / SB3 A2C: wall time {summary['median_ratio_seconds']:.2f}x, "
-              f"env steps {summary['median_ratio_steps']:.2f}x")
+    print("solved: " + ", ".join(f"{label} {summary[name + '_solved']}/{len(rows)}"
+                                 for name, label in METHODS.items()))
+    for name in ("a3c", "a2c"):
+        both = [r for r in rows if r[name]["solved"] and r["sb3_a2c"]["solved"]]
+        if not both:
+            continue
+        for key in ("seconds", "steps"):
+            summary[f"{name}_median_ratio_{key}"] = statistics.median(
+                r[name][key] / r["sb3_a2c"][key] for r in both)
+        print(f"median {METHODS[name]} / SB3 A2C: wall time "
+              f"{summary[f'{name}_median_ratio_seconds']:.2f}x, env steps "
+              f"{summary[f'{name}_median_ratio_steps']:.2f}x")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"a3c_settings": A3C_SETTINGS, "rows": rows, "summary": summary}, f, indent=2)
+            json.dump({"settings": SETTINGS, "rows": rows, "summary": summary}, f, indent=2)
 
 
 if __name__ == "__main__":

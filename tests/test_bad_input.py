@@ -88,13 +88,17 @@ API_CASES = [
      ValueError, r"async_update_interval=0 .* integer >= 1"),
     ("value method: A3C's option", dict(algo="one_step_q", entropy_beta=0.01), ValueError,
      r"unknown OneStepQConfig option\(s\) \['entropy_beta'\]"),
+    ("A2C: zero envs", dict(algo="a2c", n_envs=0), ValueError, r"A2CConfig.n_envs=0 .* >= 1"),
+    ("A2C: workers", dict(algo="a2c", workers=2), ValueError, r"a2c is synchronous.*n_envs"),
+    ("A2C: unknown device", dict(algo="a2c", device="tpu"), ValueError,
+     r"A2CConfig.device='tpu' .*'auto', 'cpu', 'cuda'"),
     ("resume a missing run", dict(resume="MISSING"), FileNotFoundError, r"no asyncrl_lab run at"),
     ("resume as another algorithm", dict(algo="acer", resume="SAVED"), ValueError,
      r"cannot resume a 'a3c' run as 'acer'"),
     ("resume to fewer steps", dict(resume="SAVED", total_steps=500), ValueError,
      r"already at global step 1,0\d\d; pass total_steps greater"),
     ("resume with other settings", dict(resume="SAVED", total_steps=5000, lr=0.5), ValueError,
-     r"only total_steps and workers may change, not \['lr'\]"),
+     r"only total_steps and workers \(A2C: n_envs\) may change, not \['lr'\]"),
     ("resume a truncated checkpoint", dict(resume="TRUNCATED"), ValueError,
      r"not a readable asyncrl_lab checkpoint"),
     ("resume a corrupted checkpoint", dict(resume="CORRUPTED"), ValueError,
@@ -136,7 +140,7 @@ CLI_CASES = [
     (["train", "a4c", "--out", "OUT"], 2, r"invalid choice: 'a4c'"),
     (["train", "a3c"], 2, r"the following arguments are required: --out"),
     (["train"], 1, r"error: name the algorithm to train \(one_step_q, one_step_sarsa, n_step_q, "
-                   r"a3c\) or pass --resume"),
+                   r"a3c, a2c\) or pass --resume"),
     (["train", "n_step_q", "--final-epsilons", "0.1", "x", "--out", "OUT"], 2,
      r"invalid float value: 'x'"),
     (["train", "one_step_q", "--final-epsilon-probs", "1", "1", "1", "--out", "OUT"], 1,
@@ -146,6 +150,8 @@ CLI_CASES = [
     (["evaluate", "MISSING"], 1, r"error: no asyncrl_lab run at"),
     (["evaluate", "CORRUPTED"], 1, r"error: .* not a readable asyncrl_lab checkpoint"),
     (["train", "a3c", "--out", "FILE/run"], 1, r"error: cannot save the run in"),
+    (["train", "a2c", "--n-envs", "0", "--out", "OUT"], 1, r"error: A2CConfig.n_envs=0"),
+    (["train", "a2c", "--device", "gpu0", "--out", "OUT"], 1, r"error: A2CConfig.device='gpu0'"),
 ]
 
 

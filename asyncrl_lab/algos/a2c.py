@@ -61,11 +61,11 @@ def coordinator(ctx: CoordinatorContext):
                 states[t] = obs
                 with torch.no_grad():                           # one forward pass for all envs
                     logits, _ = model(torch.as_tensor(obs, device=device))
-                actions[t] = sample_actions(logits, rng)        # perform a_t according to pi(a_t|s_t; theta)
+                actions[t] = sample_actions(logits, rng)        # perform a_t ~ pi(a_t|s_t; theta)
                 obs, rewards[t], terminated, truncated, final_obs, finished = envs.step(actions[t])
                 dones[t] = terminated | truncated
                 end_values[t] = 0.0                             # R = 0 for terminal s_t ...
-                cut = truncated & ~terminated                   # ... V(s_t) after a time-limit truncation
+                cut = truncated & ~terminated                   # ... V(s_t) after a time limit
                 if cut.any():
                     with torch.no_grad():
                         _, last = model(torch.as_tensor(final_obs[cut], device=device))
@@ -78,9 +78,11 @@ def coordinator(ctx: CoordinatorContext):
             logits, values = model(torch.as_tensor(states, device=device).flatten(0, 1))
             last_values = values[-n:].detach().cpu().numpy()
             returns = batched_n_step_returns(rewards, dones, end_values, last_values, config.gamma)
-            loss = actor_critic_loss(logits[:-n], values[:-n], torch.as_tensor(actions, device=device).flatten(),
-                                     torch.as_tensor(returns, dtype=torch.float32, device=device).flatten(),
+            batch_actions = torch.as_tensor(actions, device=device).flatten()
+            batch_returns = torch.as_tensor(returns, dtype=torch.float32, device=device).flatten()
+            # A3C's loss (a sum over the steps), averaged over the batch
+            loss = actor_critic_loss(logits[:-n], values[:-n], batch_actions, batch_returns,
                                      config.entropy_beta, config.value_loss_coef) / (t_max * n)
-            gradient_update(ctx, model, loss, global_step)      # one synchronous update of theta, theta_v
+            gradient_update(ctx, model, loss, global_step)      # one update of theta and theta_v
     finally:
         envs.close()

@@ -1,0 +1,107 @@
+"""Training throughput on Pong, side by side in one run: this project's A2C (16 envs on ale_py's
+AtariVectorEnv, the paper's small network), stable-baselines3's A2C with rl-zoo's Atari settings
+(16 envs, its AtariWrapper and CnnPolicy), and the raw AtariVectorEnv stepping 16 envs with random
+actions (no network at all: the ceiling for any learner on this machine).
+
+    .venv/bin/pip install -r requirements-bench.txt
+    .venv/bin/python benchmarks/atari_throughput.py [--steps 150000] [--sb3-steps 50000] \
+        [--out results/atari_throughput.json]
+
+Rates are env steps (agent steps, 4 frames each) per second of steady state: each learner trains
+for its budget of steps, and the rate is taken over the last 75% of them (start-up, ROM loading
+and the first updates excluded). The raw env steps as many steps, timed after a warm-up of 25%.
+SB3's CnnPolicy is the larger Nature network (Mnih et al. 2015); ours is the A3C paper's, as its
+Atari experiments used. Each runs with torch's default threads on all cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from asyncrl_lab.experiments import training_rate
+
+N_ENVS = 16
+ENV_ID = "PongNoFrameskip-v4"
+WARMUP = 0.25  # the fraction of each budget left out of the rate
+
+
+def raw_vector_env_rate(steps: int) -> float:
+    from ale_py.vector_env import AtariVectorEnv
+
+    env = AtariVectorEnv("pong", N_ENVS, autoreset_mode="SameStep", reward_clipping=False,
+                         use_fire_reset=False)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(int(WARMUP * steps) // N_ENVS):
+        env.step(rng.integers(0, 6, N_ENVS))
+    start = time.perf_counter()
+    for _ in range(steps // N_ENVS):
+        env.step(rng.integers(0, 6, N_ENVS))
+    rate = steps // N_ENVS * N_ENVS / (time.perf_counter() - start)
+    env.close()
+    return rate
+
+
+def ours_rate(steps: int) -> float:
+    _, rate = training_rate("a2c", env=ENV_ID, n_envs=N_ENVS, total_steps=steps, seed=0,
+                            warmup=WARMUP)
+    return rate
+
+
+def sb3_rate(steps: int) -> float:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    samples = []
+
+    class Clock(BaseCallback):
+        def _on_step(self) -> bool:
+            samples.append((time.perf_counter(), self.num_timesteps))
+            return True
+
+    # rl-zoo's a2c.yml, atari: 16 envs, AtariWrapper, 4 stacked frames, CnnPolicy, ent_coef 0.01,
+    # vf_coef 0.25, RMSpropTFLike with eps 1e-5 (n_steps 5 and lr 7e-4 are SB3's defaults)
+    env = VecFrameStack(make_atari_env(ENV_ID, n_envs=N_ENVS, seed=0), n_stack=4)
+    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, verbose=0,
+                policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
+    model.learn(total_timesteps=steps, callback=Clock())
+    env.close()
+    after = [(t, s) for t, s in samples if s >= WARMUP * steps]
+    (t1, s1), (t2, s2) = after[0], after[-1]
+    return (s2 - s1) / (t2 - t1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150_000,
+                        help="env steps for this project's A2C and the raw env")
+    parser.add_argument("--sb3-steps", type=int, default=50_000,
+                        help="env steps for stable-baselines3's A2C (about 3x slower)")
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+    print(f"{ENV_ID}, {N_ENVS} envs, {os.cpu_count()} cores; steady-state env steps/s")
+    raw, ours, sb3 = "raw AtariVectorEnv (random actions)", "asyncrl_lab A2C", "stable-baselines3 A2C"
+    rates = {}
+    for name, measure, steps in ((raw, raw_vector_env_rate, args.steps),
+                                 (ours, ours_rate, args.steps), (sb3, sb3_rate, args.sb3_steps)):
+        rates[name] = measure(steps)
+        print(f"  {name:<38} {rates[name]:8,.0f} steps/s  ({steps:,} steps)", flush=True)
+    print(f"asyncrl_lab A2C / stable-baselines3 A2C: {rates[ours] / rates[sb3]:.2f}x")
+    print(f"asyncrl_lab A2C / raw vector env:        {rates[ours] / rates[raw]:.0%}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"env": ENV_ID, "n_envs": N_ENVS, "cores": os.cpu_count(),
+                       "steps": args.steps, "sb3_steps": args.sb3_steps, "rates": rates,
+                       "ours_over_sb3": rates[ours] / rates[sb3],
+                       "ours_over_raw": rates[ours] / rates[raw]}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
