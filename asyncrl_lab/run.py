@@ -284,7 +284,7 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
 
     outcome = None
     try:
-        if getattr(module, "SYNCHRONOUS", False):
+        if hasattr(module, "coordinator"):  # synchronous (A2C): one loop in this process
             outcome = run_coordinator(module.coordinator, config, shared, progress=on_progress,
                                       start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
         else:

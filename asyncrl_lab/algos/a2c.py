@@ -20,9 +20,6 @@ from ..optim import gradient_update, make_optimizer
 from ..parallel import CoordinatorContext
 from ..returns import batched_n_step_returns
 
-SYNCHRONOUS = True  # run on `parallel.run_coordinator`: one loop, no worker processes
-
-
 def make_network(config: Config, obs_shape, n_actions) -> ActorCritic:
     return ActorCritic(obs_shape, n_actions, config.hidden_sizes)
 
