@@ -380,7 +380,6 @@ class CoordinatorContext:
     def __init__(self, config, shared, outcome: Outcome, start_step: int, report, t0: float):
         self.config, self.shared, self.seed = config, shared, config.seed
         self.model, self.optimizer = shared["model"], shared["optimizer"]
-        self._params = list(self.model.parameters())
         self._outcome, self._report, self._t0 = outcome, report, t0
         self._step = start_step
         self._stopped = False
@@ -404,8 +403,9 @@ class CoordinatorContext:
     def apply_gradients(self, model: torch.nn.Module, lr: float):
         """Apply the gradients, their norm clipped to config.max_grad_norm. Nothing else writes the
         parameters between the read and this write: every update has staleness 0."""
-        torch.nn.utils.clip_grad_norm_(self._params, self.config.max_grad_norm)
-        self.optimizer.step([p.grad for p in self._params], lr)
+        params = list(model.parameters())  # the coordinator trains the shared model itself
+        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step([p.grad for p in params], lr)
         self._outcome.updates += 1
 
     def episode(self, env_index: int, episode_return: float, length: int):
