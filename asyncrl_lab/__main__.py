@@ -8,7 +8,7 @@
     python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
 
-Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c. Every field of the algorithm's config
+Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c, acer. Every field of the algorithm's config
 is an option (--t-max, --entropy-beta, --target-update-interval, --lr, --n-envs, --device, ...).
 `train` writes history.csv, config.json and checkpoint.pt into --out, every --checkpoint-every
 global steps and when training ends, however it ends (finished, interrupted, failed).

@@ -136,6 +136,46 @@ def _check_actor_critic(config):
 
 
 @dataclass(frozen=True)
+class ACERConfig(AsyncConfig):
+    """Actor-critic with experience replay, discrete actions (Wang et al. 2017, Algorithms 1-2).
+
+    The paper's and OpenAI Baselines' values: truncation c = 10, trust region delta = 1, average
+    policy decay alpha = 0.99, replay ratio 4, segments of 20 steps, 50,000 steps of replay per
+    worker and replay from 10,000, critic loss coefficient 0.5, entropy 0.01.
+    """
+
+    t_max: int = 20  # k: the steps of one on-policy segment (fewer where an episode ends)
+    entropy_beta: float = 0.01
+    q_loss_coef: float = 0.5  # weight of sum_i (Q_ret_i - Q(x_i, a_i))^2 / 2 in the loss
+    truncation_c: float = 10.0  # c: importance weights are truncated at c, the rest corrected
+    bias_correction: bool = True  # False: drop the correction term (an ablation)
+    trust_region: bool = True  # False: use g itself instead of its projection (an ablation)
+    trust_region_delta: float = 1.0  # delta: bound on the linearized KL to the average policy
+    average_decay: float = 0.99  # alpha: theta_a <- alpha * theta_a + (1 - alpha) * theta
+    replay_ratio: float = 4.0  # r: off-policy updates per on-policy update ~ Poisson(r)
+    replay_capacity: int = 50_000  # steps each worker's replay memory keeps (oldest dropped)
+    replay_start: int = 10_000  # steps a worker's memory must hold before it replays
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive_int(self, "t_max")
+        _positive_int(self, "replay_capacity")
+        if isinstance(self.replay_start, bool) or not isinstance(self.replay_start, int) or \
+                not 0 <= self.replay_start <= self.replay_capacity:
+            _fail(type(self).__name__, "replay_start", self.replay_start,
+                  f"an integer from 0 to replay_capacity ({self.replay_capacity})")
+        self._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
+        self._check_float("q_loss_coef", lambda v: v > 0, "a positive number")
+        self._check_float("truncation_c", lambda v: v > 0, "a positive number")
+        self._check_float("trust_region_delta", lambda v: v > 0, "a positive number")
+        self._check_float("average_decay", lambda v: 0.0 <= v < 1.0, "in [0, 1)")
+        self._check_float("replay_ratio", lambda v: v >= 0, "a number >= 0")
+        for key in ("bias_correction", "trust_region"):
+            if not isinstance(getattr(self, key), bool):
+                _fail(type(self).__name__, key, getattr(self, key), "True or False")
+
+
+@dataclass(frozen=True)
 class A2CConfig(Config):
     """Synchronous advantage actor-critic: one process steps n_envs environments as a vector.
 
@@ -227,7 +267,7 @@ class NStepQConfig(QConfig):
 
 
 CONFIGS = {"one_step_q": OneStepQConfig, "one_step_sarsa": OneStepSarsaConfig,
-           "n_step_q": NStepQConfig, "a3c": A3CConfig, "a2c": A2CConfig}
+           "n_step_q": NStepQConfig, "a3c": A3CConfig, "a2c": A2CConfig, "acer": ACERConfig}
 
 
 def config_for(algo: str) -> type:
@@ -237,5 +277,5 @@ def config_for(algo: str) -> type:
     return CONFIGS[algo.lower()]
 
 
-__all__ = ["A2CConfig", "AsyncConfig", "A3CConfig", "Config", "CONFIGS", "NStepQConfig",
+__all__ = ["A2CConfig", "ACERConfig", "AsyncConfig", "A3CConfig", "Config", "CONFIGS", "NStepQConfig",
            "OneStepQConfig", "OneStepSarsaConfig", "QConfig", "config_for"]

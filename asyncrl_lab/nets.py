@@ -1,5 +1,6 @@
-"""Networks: a trunk with a softmax policy head and a linear value head (actor-critic methods), or
-with a linear head of action values (value-based methods).
+"""Networks: a trunk with a softmax policy head and a linear value head (actor-critic methods),
+with a policy head and a head of action values (ACER), or with a head of action values only
+(value-based methods).
 
 * vector observations: an MLP trunk (tanh);
 * Atari frame stacks: the paper's network, conv 16 8x8/4 -> conv 32 4x4/2 -> fc 256, ReLU
@@ -72,6 +73,25 @@ class ActorCritic(nn.Module):
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
 
+class ActorQCritic(nn.Module):
+    """ACER's network: pi(a|s; theta) and Q(s, .; theta_v) sharing every layer but the two heads.
+    V(s) is not a head: it is sum_a pi(a|s) Q(s, a)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64)):
+        super().__init__()
+        self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
+        self.trunk, width = trunk_for(obs_shape, hidden_sizes)
+        self.policy = nn.Linear(width, n_actions)
+        self.q = nn.Linear(width, n_actions)
+        nn.init.orthogonal_(self.policy.weight, gain=0.01)  # near-uniform at first, as ActorCritic
+        nn.init.zeros_(self.policy.bias)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits and action values, each (..., n_actions)."""
+        hidden = self.trunk(obs)
+        return self.policy(hidden), self.q(hidden)
+
+
 class QNetwork(nn.Module):
     """Q(s, .; theta): one linear output per action on top of the trunk (value-based methods)."""
 
@@ -92,6 +112,12 @@ class TorchActor:
     def __init__(self, model: ActorCritic, seed: int):
         self.model = model
         self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def probs(self, obs) -> np.ndarray:
+        """pi(.|s) as float64 numpy (ACER stores it as the behaviour policy mu)."""
+        logits = self.model(torch.as_tensor(obs).unsqueeze(0))[0][0]
+        return torch.softmax(logits.double(), -1).numpy()
 
     @torch.no_grad()
     def act(self, obs, greedy: bool = False) -> int:
@@ -116,8 +142,15 @@ class NumpyMLPActor:
     def __init__(self, model: ActorCritic, seed: int):
         self._hidden = _NumpyTrunk(model.trunk)
         self.policy = _numpy_views(model.policy)
-        self.value_head = _numpy_views(model.value)
+        self.value_head = _numpy_views(model.value) if isinstance(model, ActorCritic) else None
         self.rng = np.random.default_rng(seed)
+
+    def probs(self, obs) -> np.ndarray:
+        """pi(.|s) as float64 numpy (ACER stores it as the behaviour policy mu)."""
+        w, b = self.policy
+        logits = (w @ self._hidden(obs) + b).astype(np.float64)
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
 
     def act(self, obs, greedy: bool = False) -> int:
         w, b = self.policy

@@ -96,3 +96,41 @@ def batched_n_step_returns(rewards, dones, end_values, last_values, gamma: float
         R = rewards[t] + gamma * np.where(dones[t], end_values[t], R)
         returns[t] = R
     return returns
+
+
+def retrace_targets(rewards, q_taken, values, truncated_rhos, bootstrap: float,
+                    gamma: float) -> np.ndarray:
+    """Retrace targets Q_ret of one replayed segment x_0 .. x_k (ACER, Algorithm 2 of Wang et al.
+    2017), computed backwards:
+
+        Q_ret <- bootstrap                       (0 if x_k is terminal, else V(x_k))
+        for i = k-1 .. 0:
+            Q_ret <- r_i + gamma * Q_ret          -> the target of Q(x_i, a_i)
+            Q_ret <- rho_bar_i * (Q_ret - Q(x_i, a_i)) + V(x_i)
+
+    `q_taken[i]` is Q(x_i, a_i), `values[i]` is V(x_i) = sum_a pi(a|x_i) Q(x_i, a), and
+    `truncated_rhos[i]` is rho_bar_i = min(1, pi(a_i|x_i) / mu(a_i|x_i)). The two limits: with
+    rho_bar = 0 the targets are one-step targets r_i + gamma * V(x_{i+1}), the trace cut where an
+    action the behaviour policy took is unlikely under pi; with rho_bar = 1 and Q(x_i, a_i) =
+    V(x_i) they are the n-step returns. In between, the trace carries the observed rewards as far
+    as the importance weights allow, with low variance (weights at most 1) and no bias from the
+    off-policy data (Munos et al. 2016).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    arrays = {"q_taken": q_taken, "values": values, "truncated_rhos": truncated_rhos}
+    arrays = {name: np.asarray(a, dtype=np.float64) for name, a in arrays.items()}
+    if rewards.ndim != 1:
+        raise ValueError(f"rewards must be a 1-D sequence, got shape {rewards.shape}")
+    for name, a in arrays.items():
+        if a.shape != rewards.shape:
+            raise ValueError(f"{name} must have the rewards' shape {rewards.shape}, got {a.shape}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+    q_taken, values, rho_bar = arrays["q_taken"], arrays["values"], arrays["truncated_rhos"]
+    targets = np.empty_like(rewards)
+    q_ret = float(bootstrap)
+    for i in range(len(rewards) - 1, -1, -1):
+        q_ret = rewards[i] + gamma * q_ret
+        targets[i] = q_ret
+        q_ret = rho_bar[i] * (q_ret - q_taken[i]) + values[i]
+    return targets

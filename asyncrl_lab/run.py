@@ -109,6 +109,9 @@ class Run:
     wall_time: float = 0.0
     message: str = ""
     optimizer_state: dict = field(default_factory=dict, repr=False)
+    # the state of the other networks the workers shared (ACER's average policy network,
+    # the value methods' target network), so that a resumed run continues with them
+    shared_modules: dict = field(default_factory=dict, repr=False)
 
     def __repr__(self):
         return (f"Run({self.algo}, env={self.config.env!r}, status={self.status!r}, "
@@ -159,6 +162,7 @@ class Run:
                       "obs_shape": list(self.model.obs_shape), "n_actions": self.model.n_actions,
                       "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
                       "optimizer": self.optimizer_state,
+                      "shared_modules": self.shared_modules,
                       "staleness": torch.as_tensor(self.history.staleness)}
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -200,16 +204,17 @@ def load(path) -> Run:
     history = History.from_csv(history_file, staleness) if history_file.exists() else \
         History(staleness=staleness)
     return Run(ckpt["algo"], config, model, history, ckpt["status"], ckpt["global_step"],
-               ckpt["wall_time"], ckpt["message"], ckpt["optimizer"])
+               ckpt["wall_time"], ckpt["message"], ckpt["optimizer"],
+               ckpt.get("shared_modules", {}))
 
 
 def train(algo: str | None = None, env: str | None = None, workers: int | None = None,
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
           out=None, checkpoint_every: int | None = None, resume=None,
           stop_at_return: float | None = None, **options) -> Run:
-    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c", "a2c") on a Gymnasium env
-    id with `workers` processes for `total_steps` global steps (A2C: one process stepping
-    `n_envs` environments; it takes no `workers`). Further keyword options are the
+    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c", "a2c", "acer") on a
+    Gymnasium env id with `workers` processes for `total_steps` global steps (A2C: one process
+    stepping `n_envs` environments; it takes no `workers`). Further keyword options are the
     fields of the algorithm's config (e.g. t_max, lr, entropy_beta, target_update_interval); a
     bad value raises ValueError before any process starts.
 
@@ -268,6 +273,8 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     if previous is not None:
         shared["model"].load_state_dict(previous.model.state_dict())
         shared["optimizer"].load_state_dict(previous.optimizer_state)
+        for name, state in previous.shared_modules.items():
+            shared[name].load_state_dict(state)
 
     start_step = previous.global_step if previous is not None else 0
 
@@ -410,8 +417,11 @@ def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None)
         model = copy.deepcopy(model).cpu()
         optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
                            for k, v in optimizer_state.items()}
+    shared_modules = {name: {k: v.detach().clone() for k, v in module.state_dict().items()}
+                      for name, module in shared.items()
+                      if name != "model" and isinstance(module, torch.nn.Module)}
     return Run(algo, config, model, History(episodes, staleness), outcome.status,
-               outcome.global_step, wall_time, outcome.message, optimizer_state)
+               outcome.global_step, wall_time, outcome.message, optimizer_state, shared_modules)
 
 
 class _ProgressBar:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import gymnasium as gym
+import numpy as np
 import psutil
 import torch
 from gymnasium.envs.classic_control import CartPoleEnv
@@ -190,3 +191,37 @@ def faulty_worker(ctx):
 # CartPole cut at 12 steps: random play both terminates and truncates episodes within it.
 gym.register("ShortCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv",
              max_episode_steps=12)
+
+
+class CountingEnv(gym.Env):
+    """An env whose observation says where it is: [episode number, step in the episode, 1 if the
+    state is terminal else 0, 0]. Episodes terminate at random (probability 0.15 a step) or are
+    truncated at 12 steps, so a test can check that replayed trajectories follow the episodes."""
+
+    observation_space = gym.spaces.Box(-1e6, 1e6, (4,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self):
+        self.episode, self.t = -1, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return self._obs(False), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = bool(self.np_random.random() < 0.15)
+        return self._obs(terminated), 1.0, terminated, False, {}
+
+    def _obs(self, terminal):
+        return np.array([self.episode, self.t, float(terminal), 0.0], dtype=np.float32)
+
+
+gym.register("CountingEnv-v0", entry_point="helpers:CountingEnv", max_episode_steps=12)
+
+
+def average_reporting_worker(ctx):
+    """Saves the average policy network the worker was handed (ACER resume test), then stops."""
+    torch.save(ctx.shared["average_model"].state_dict(),
+               os.path.join(os.environ["ASYNCRL_REPORT_DIR"], f"average.{ctx.rank}.pt"))
