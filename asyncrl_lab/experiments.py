@@ -38,9 +38,12 @@ N_STEP_Q_CARTPOLE = dict(Q_CARTPOLE, lr=3e-3, t_max=5, target_update_interval=10
 A2C_CARTPOLE = dict(env="CartPole-v1", n_envs=16, t_max=5, lr=3e-3, lr_anneal=False,
                     entropy_beta=0.0)
 # ACER's settings for CartPole: A3C's learning rate, replay from the first 1,000 steps of each
-# worker's memory instead of 10,000, and a 150k-step budget (the learning rate anneals to 0 there);
-# everything else is the paper's (c = 10, delta = 1, alpha = 0.99, replay ratio 4, k = 20).
-ACER_CARTPOLE = dict(env="CartPole-v1", lr=3e-3, replay_start=1000, total_steps=150_000)
+# worker's memory instead of 10,000, a replay ratio of 8 instead of 4, and a 150k-step budget (the
+# learning rate anneals to 0 there); the rest is the paper's (c = 10, delta = 1, alpha = 0.99,
+# k = 20). With ratio 4, two of four seeds plateaued at a mean of ~450-460 by 150k steps; with 8,
+# both reached 475 (62k and 116k steps).
+ACER_CARTPOLE = dict(env="CartPole-v1", lr=3e-3, replay_start=1000, replay_ratio=8.0,
+                     total_steps=150_000)
 # The paper's four asynchronous methods (the n-step chapter compares them)
 CARTPOLE = {"one_step_q": Q_CARTPOLE, "one_step_sarsa": Q_CARTPOLE, "n_step_q": N_STEP_Q_CARTPOLE,
             "a3c": A3C_CARTPOLE}

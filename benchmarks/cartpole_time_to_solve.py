@@ -1,12 +1,15 @@
-"""Time to solve CartPole-v1: this project's A3C (2 worker processes) and A2C (one process, 16
-envs) against stable-baselines3's A2C with rl-zoo's CartPole-v1 settings, side by side in one run,
-over several seeds.
+"""Time to solve CartPole-v1: this project's A3C (2 worker processes), A2C (one process, 16 envs)
+and ACER (2 worker processes, replay) against stable-baselines3's A2C with rl-zoo's CartPole-v1
+settings, side by side in one run, over several seeds.
 
 "Solved" means the mean return of the last 100 episodes reaches 475. For each run it prints the
-wall time and the env steps until then, and the median ratios to SB3's A2C.
+wall time and the env steps until then, the median ratios to SB3's A2C, and ACER's to A3C (ACER's
+point is sample efficiency). A seed that does not solve within its budget counts as infinitely
+slow in the ratios of medians over all seeds.
 
     .venv/bin/pip install -r requirements-bench.txt
     .venv/bin/python benchmarks/cartpole_time_to_solve.py --seeds 0 1 2 [--out results/x.json]
+    .venv/bin/python benchmarks/cartpole_time_to_solve.py --methods acer a3c   # no SB3 needed
 
 Wall time counts from the start of training, process start-up included for A3C and env and
 model construction included for both A2Cs. All use the machine's cores: A3C one process per worker
@@ -16,17 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from collections import deque
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import A2C_CARTPOLE, A3C_CARTPOLE
+from asyncrl_lab.experiments import A2C_CARTPOLE, A3C_CARTPOLE, ACER_CARTPOLE
 
 THRESHOLD, WINDOW = 475.0, 100
 SETTINGS = {"a3c": dict(A3C_CARTPOLE, workers=2, total_steps=250_000),
-            "a2c": dict(A2C_CARTPOLE, total_steps=600_000)}
-METHODS = {"a3c": "A3C (2 workers)", "a2c": "A2C (16 envs)", "sb3_a2c": "SB3 A2C (rl-zoo)"}
+            "a2c": dict(A2C_CARTPOLE, total_steps=600_000),
+            "acer": dict(ACER_CARTPOLE, workers=2)}
+METHODS = {"a3c": "A3C (2 workers)", "a2c": "A2C (16 envs)", "acer": "ACER (2 workers)",
+           "sb3_a2c": "SB3 A2C (rl-zoo)"}
 
 
 def run_ours(algo: str, seed: int) -> dict:
@@ -77,36 +83,46 @@ def _fmt(r):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
+    methods = {name: label for name, label in METHODS.items() if name in args.methods}
     rows = []
-    print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in METHODS.values()))
+    print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in methods.values()))
     for seed in args.seeds:
-        row = {"seed": seed, "a3c": run_ours("a3c", seed), "a2c": run_ours("a2c", seed),
-               "sb3_a2c": run_sb3_a2c(seed)}
+        row = {"seed": seed}
+        for name in methods:
+            row[name] = run_sb3_a2c(seed) if name == "sb3_a2c" else run_ours(name, seed)
         rows.append(row)
-        print(f"{seed:>4} | " + " | ".join(_fmt(row[name]) for name in METHODS), flush=True)
+        print(f"{seed:>4} | " + " | ".join(_fmt(row[name]) for name in methods), flush=True)
     summary = {"seeds": len(rows)}
-    for name, label in METHODS.items():
+    for name in methods:
         summary[f"{name}_solved"] = sum(r[name]["solved"] for r in rows)
         for key in ("seconds", "steps"):
             solved = [r[name][key] for r in rows if r[name]["solved"]]
             summary[f"{name}_median_{key}"] = statistics.median(solved) if solved else None
+            summary[f"{name}_median_all_{key}"] = statistics.median(
+                r[name][key] if r[name]["solved"] else math.inf for r in rows)
     print("solved: " + ", ".join(f"{label} {summary[name + '_solved']}/{len(rows)}"
-                                 for name, label in METHODS.items()))
-    for name in ("a3c", "a2c"):
-        both = [r for r in rows if r[name]["solved"] and r["sb3_a2c"]["solved"]]
-        if not both:
+                                 for name, label in methods.items()))
+    for name, baseline in (("a3c", "sb3_a2c"), ("a2c", "sb3_a2c"), ("acer", "sb3_a2c"),
+                           ("acer", "a3c")):
+        if name not in methods or baseline not in methods:
             continue
-        for key in ("seconds", "steps"):
-            summary[f"{name}_median_ratio_{key}"] = statistics.median(
-                r[name][key] / r["sb3_a2c"][key] for r in both)
-        print(f"median {METHODS[name]} / SB3 A2C: wall time "
-              f"{summary[f'{name}_median_ratio_seconds']:.2f}x, env steps "
-              f"{summary[f'{name}_median_ratio_steps']:.2f}x")
+        both = [r for r in rows if r[name]["solved"] and r[baseline]["solved"]]
+        line = []
+        for key, what in (("seconds", "wall time"), ("steps", "env steps")):
+            ratio = summary[f"{name}_median_all_{key}"] / summary[f"{baseline}_median_all_{key}"]
+            summary[f"{name}_over_{baseline}_{key}"] = ratio if math.isfinite(ratio) else None
+            if both:
+                summary[f"{name}_over_{baseline}_paired_{key}"] = statistics.median(
+                    r[name][key] / r[baseline][key] for r in both)
+            line.append(f"{what} {ratio:.2f}x")
+        print(f"median {methods[name]} / median {methods[baseline]} (all seeds): " + ", ".join(line))
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"settings": SETTINGS, "rows": rows, "summary": summary}, f, indent=2)
+            json.dump({"settings": {k: v for k, v in SETTINGS.items() if k in methods},
+                       "rows": rows, "summary": summary}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -191,8 +191,8 @@ def run_recorded(monkeypatch, updates, **options):
     config = ACERConfig(**{**dict(env="helpers:ShortCartPole-v0", t_max=5, replay_start=0,
                                   replay_ratio=2.0, lr=0.05, gamma=0.9, seed=0), **options})
     segments, real_update = [], acer.acer_update
-    monkeypatch.setattr(acer, "acer_update", lambda ctx, local, seg, step: (
-        segments.append(seg), real_update(ctx, local, seg, step)))
+    monkeypatch.setattr(acer, "acer_update", lambda ctx, local, average, seg, step: (
+        segments.append(seg), real_update(ctx, local, average, seg, step)))
     torch.manual_seed(0)
     shared = acer.build_shared(config, (4,), 2)
     recorder = Recorder(config, shared, updates)

@@ -92,6 +92,16 @@ API_CASES = [
     ("A2C: workers", dict(algo="a2c", workers=2), ValueError, r"a2c is synchronous.*n_envs"),
     ("A2C: unknown device", dict(algo="a2c", device="tpu"), ValueError,
      r"A2CConfig.device='tpu' .*'auto', 'cpu', 'cuda'"),
+    ("ACER: replay start beyond the memory", dict(algo="acer", replay_capacity=100, replay_start=1000),
+     ValueError, r"ACERConfig.replay_start=1000 .* from 0 to replay_capacity \(100\)"),
+    ("ACER: average decay of one", dict(algo="acer", average_decay=1.0), ValueError,
+     r"ACERConfig.average_decay=1.0 .* in \[0, 1\)"),
+    ("ACER: negative replay ratio", dict(algo="acer", replay_ratio=-1.0), ValueError,
+     r"ACERConfig.replay_ratio=-1.0 .* >= 0"),
+    ("ACER: zero truncation", dict(algo="acer", truncation_c=0), ValueError,
+     r"ACERConfig.truncation_c=0 .* positive"),
+    ("ACER: trust region not a flag", dict(algo="acer", trust_region="no"), ValueError,
+     r"ACERConfig.trust_region='no' .* True or False"),
     ("resume a missing run", dict(resume="MISSING"), FileNotFoundError, r"no asyncrl_lab run at"),
     ("resume as another algorithm", dict(algo="acer", resume="SAVED"), ValueError,
      r"cannot resume a 'a3c' run as 'acer'"),
@@ -140,7 +150,7 @@ CLI_CASES = [
     (["train", "a4c", "--out", "OUT"], 2, r"invalid choice: 'a4c'"),
     (["train", "a3c"], 2, r"the following arguments are required: --out"),
     (["train"], 1, r"error: name the algorithm to train \(one_step_q, one_step_sarsa, n_step_q, "
-                   r"a3c, a2c\) or pass --resume"),
+                   r"a3c, a2c, acer\) or pass --resume"),
     (["train", "n_step_q", "--final-epsilons", "0.1", "x", "--out", "OUT"], 2,
      r"invalid float value: 'x'"),
     (["train", "one_step_q", "--final-epsilon-probs", "1", "1", "1", "--out", "OUT"], 1,
@@ -152,6 +162,9 @@ CLI_CASES = [
     (["train", "a3c", "--out", "FILE/run"], 1, r"error: cannot save the run in"),
     (["train", "a2c", "--n-envs", "0", "--out", "OUT"], 1, r"error: A2CConfig.n_envs=0"),
     (["train", "a2c", "--device", "gpu0", "--out", "OUT"], 1, r"error: A2CConfig.device='gpu0'"),
+    (["train", "acer", "--replay-ratio", "-1", "--out", "OUT"], 1,
+     r"error: ACERConfig.replay_ratio=-1.0"),
+    (["train", "acer", "--trust-region", "maybe", "--out", "OUT"], 2, r"--trust-region"),
 ]
 
 

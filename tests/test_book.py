@@ -28,7 +28,8 @@ def chapters():
 
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).
 MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pytorch": 3,
-               "book/one_step_q": 3, "book/n_step_q": 3, "book/a3c": 6, "book/a2c": 4}
+               "book/one_step_q": 3, "book/n_step_q": 3, "book/a3c": 6, "book/a2c": 4,
+               "book/acer": 3}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def test_chapter_page_has_its_figures_and_no_errors(quick_book, chapter):
 
 
 @pytest.mark.parametrize("chapter", ["book/dqn_to_parallel", "book/parallel_pytorch", "book/a3c",
-                                     "book/a2c"])
+                                     "book/a2c", "book/acer"])
 def test_chapter_has_algorithms_solutions_real_code_and_citations(quick_book, chapter):
     page = (quick_book / "html" / f"{chapter}.html").read_text()
     source = (ROOT / f"{chapter}.md").read_text()

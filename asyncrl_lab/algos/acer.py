@@ -73,10 +73,22 @@ class ReplayMemory:
         return self.segments[rng.integers(len(self.segments))]
 
 
-@torch.no_grad()
-def soft_update(average: torch.nn.Module, model: torch.nn.Module, alpha: float):
-    """theta_a <- alpha * theta_a + (1 - alpha) * theta, in place (in shared memory)."""
-    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - alpha)
+class AveragePolicy:
+    """The average policy network theta_a (in shared memory), as a worker uses it."""
+
+    def __init__(self, network: ActorQCritic, model: ActorQCritic, alpha: float):
+        self.network, self.alpha = network, alpha
+        self._params, self._model_params = list(network.parameters()), list(model.parameters())
+
+    @torch.no_grad()
+    def probs(self, states: torch.Tensor) -> torch.Tensor:
+        """f(.|phi_theta_a(x)) for a batch of states."""
+        return torch.softmax(self.network.policy(self.network.trunk(states)), -1)
+
+    @torch.no_grad()
+    def soft_update(self):
+        """theta_a <- alpha * theta_a + (1 - alpha) * theta, in place, after every update."""
+        torch._foreach_lerp_(self._params, self._model_params, 1.0 - self.alpha)
 
 
 def sample_action(probs: np.ndarray, rng: np.random.Generator) -> int:
@@ -84,7 +96,8 @@ def sample_action(probs: np.ndarray, rng: np.random.Generator) -> int:
     return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
 
 
-def acer_update(ctx: WorkerContext, local: ActorQCritic, segment: Segment, global_step: int):
+def acer_update(ctx: WorkerContext, local: ActorQCritic, average: AveragePolicy, segment: Segment,
+                global_step: int):
     """Algorithm 2 for one segment, with theta' = `local` already synchronized with theta."""
     config: Config = ctx.config
     states = torch.as_tensor(segment.states)
@@ -110,9 +123,7 @@ def acer_update(ctx: WorkerContext, local: ActorQCritic, segment: Segment, globa
                                       config.bias_correction, config.entropy_beta)
     (g,) = torch.autograd.grad(objective.sum(), phi)
     if config.trust_region:
-        with torch.no_grad():
-            average_probs = torch.softmax(ctx.shared["average_model"](states[:-1])[0], -1)
-        k = average_kl_gradient(average_probs, phi.detach())  # k <- grad_phi KL[f_avg || f]
+        k = average_kl_gradient(average.probs(states[:-1]), phi.detach())  # k <- grad_phi KL[f_a || f]
         g = trust_region_projection(g, k, config.trust_region_delta)  # g - max{0, (k.g - delta)/|k|^2} k
 
     # d theta' <- d theta' + d phi / d theta' z*;  d theta'_v <- d theta'_v + grad (Q_ret - Q(x_i, a_i))^2
@@ -120,7 +131,7 @@ def acer_update(ctx: WorkerContext, local: ActorQCritic, segment: Segment, globa
     loss = -(f * g).sum() + config.q_loss_coef * critic_loss
     # asynchronous update of theta using d theta' and of theta_v using d theta'_v
     gradient_update(ctx, local, loss, global_step)
-    soft_update(ctx.shared["average_model"], ctx.model, config.average_decay)  # theta_a update
+    average.soft_update()  # theta_a <- alpha theta_a + (1 - alpha) theta
 
 
 def worker(ctx: WorkerContext):
@@ -129,6 +140,7 @@ def worker(ctx: WorkerContext):
                    episodic_life=config.episodic_life)
     local = make_network(config, ctx.model.obs_shape, ctx.model.n_actions)
     policy = make_actor(local, ctx.seed)  # reads f(.|phi_theta'(x)) of the local parameters
+    average = AveragePolicy(ctx.shared["average_model"], ctx.model, config.average_decay)
     memory = ReplayMemory(config.replay_capacity)
     rng = np.random.default_rng(ctx.seed)
     obs, _ = env.reset()
@@ -151,11 +163,11 @@ def worker(ctx: WorkerContext):
                           np.asarray(mus, dtype=np.float32), bool(terminated))
         global_step = ctx.add_steps(len(segment))
         memory.add(segment)
-        acer_update(ctx, local, segment, global_step)
+        acer_update(ctx, local, average, segment, global_step)
         if memory.steps >= config.replay_start:
             for _ in range(rng.poisson(config.replay_ratio)):  # n <- Poisson(r)
                 ctx.sync(local)
-                acer_update(ctx, local, memory.sample(rng), global_step)  # ACER off-policy
+                acer_update(ctx, local, average, memory.sample(rng), global_step)  # off-policy
 
         if terminated or truncated:
             if "episode" in info:  # a real game over, not a lost life
