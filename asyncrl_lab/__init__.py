@@ -5,11 +5,11 @@ the library behind the asyncrl_lab book.
     run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=200_000, seed=0)
     run.plot(); run.evaluate(episodes=10); run.save("runs/a3c"); lab.load("runs/a3c")
 """
-from .config import A2CConfig, A3CConfig, AsyncConfig
+from .config import A2CConfig, A3CConfig, ACERConfig, AsyncConfig
 from .envs import make_env
 from .parallel import WorkerDied, WorkerError
 from .run import History, Run, load, train
 
-__all__ = ["A2CConfig", "A3CConfig", "AsyncConfig", "History", "Run", "WorkerDied", "WorkerError",
+__all__ = ["A2CConfig", "A3CConfig", "ACERConfig", "AsyncConfig", "History", "Run", "WorkerDied", "WorkerError",
            "load", "make_env", "train"]
 __version__ = "0.1.0"
