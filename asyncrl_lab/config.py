@@ -153,7 +153,9 @@ class ACERConfig(AsyncConfig):
     trust_region_delta: float = 1.0  # delta: bound on the linearized KL to the average policy
     average_decay: float = 0.99  # alpha: theta_a <- alpha * theta_a + (1 - alpha) * theta
     replay_ratio: float = 4.0  # r: off-policy updates per on-policy update ~ Poisson(r)
-    replay_capacity: int = 50_000  # steps each worker's replay memory keeps (oldest dropped)
+    # steps each worker's replay memory keeps, the oldest dropped; segments store their frame
+    # stacks whole, so on Atari the default takes about 1.5 GB per worker
+    replay_capacity: int = 50_000
     replay_start: int = 10_000  # steps a worker's memory must hold before it replays
 
     def __post_init__(self):
