@@ -225,3 +225,33 @@ def average_reporting_worker(ctx):
     """Saves the average policy network the worker was handed (ACER resume test), then stops."""
     torch.save(ctx.shared["average_model"].state_dict(),
                os.path.join(os.environ["ASYNCRL_REPORT_DIR"], f"average.{ctx.rank}.pt"))
+
+
+class InProcessContext:
+    """Stands in for a worker's or the coordinator's context so that a test can run an algorithm's
+    real loop in its own process, for `updates` updates; subclasses record what they need in
+    `apply_gradients` (appending one entry to `records` per update)."""
+
+    def __init__(self, config, shared, updates):
+        self.config, self.shared, self.model = config, shared, shared["model"]
+        self.optimizer, self.seed, self.rank, self.name = shared["optimizer"], config.seed, 0, "test"
+        self.steps, self.limit, self.records = 0, updates, []
+
+    @property
+    def global_step(self):
+        return self.steps
+
+    def running(self):
+        return len(self.records) < self.limit
+
+    def add_steps(self, n):
+        self.steps += n
+        return self.steps
+
+    def episode(self, *args):
+        pass
+
+    @torch.no_grad()
+    def sync(self, local):
+        for mine, shared in zip(local.parameters(), self.model.parameters()):
+            mine.copy_(shared)

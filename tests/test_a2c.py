@@ -17,7 +17,7 @@ from asyncrl_lab.experiments import A2C_CARTPOLE
 from asyncrl_lab.nets import resolve_device
 from asyncrl_lab.returns import batched_n_step_returns, n_step_returns
 
-from helpers import children_of, when
+from helpers import InProcessContext, children_of, when
 
 
 # --- the returns ---------------------------------------------------------------------------------
@@ -147,33 +147,14 @@ class RecordingEnv:
         return result
 
 
-class RecordingContext:
+class RecordingContext(InProcessContext):
     """Runs the real coordinator in this process for `updates` updates and records, at each update,
     the parameters the gradient was computed at and the (unclipped) gradient."""
-
-    def __init__(self, config, shared, updates):
-        self.config, self.shared, self.model = config, shared, shared["model"]
-        self.optimizer, self.seed, self.rank, self.name = shared["optimizer"], config.seed, 0, "test"
-        self.steps, self.limit, self.updates = 0, updates, []
-
-    @property
-    def global_step(self):
-        return self.steps
-
-    def running(self):
-        return len(self.updates) < self.limit
-
-    def add_steps(self, n):
-        self.steps += n
-        return self.steps
-
-    def episode(self, *args):
-        pass
 
     def apply_gradients(self, model, lr):
         params = [p.detach().clone() for p in model.parameters()]
         grads = [p.grad.clone() for p in model.parameters()]
-        self.updates.append((params, grads))
+        self.records.append((params, grads))
         self.optimizer.step(grads, lr)
 
 
@@ -192,7 +173,7 @@ def test_each_update_is_the_gradient_of_a3cs_loss_averaged_over_the_batch(monkey
     assert len(log) == 6 * 5 and any(step[3].any() for step in log)
     assert any((step[4] & ~step[3]).any() for step in log) and any((step[3] & step[4]).any() for step in log)
     net = a2c.make_network(config, (4,), 2)
-    for k, (params, grads) in enumerate(ctx.updates[:-1]):  # the last one's s_{t+t_max} is not logged
+    for k, (params, grads) in enumerate(ctx.records[:-1]):  # the last one's s_{t+t_max} is not logged
         rollout, next_obs = log[5 * k: 5 * (k + 1)], log[5 * (k + 1)][0]
         with torch.no_grad():
             for mine, value in zip(net.parameters(), params):

@@ -2,9 +2,7 @@
 projection (each against a hand or brute-force computation), the worker's whole update against a
 step-by-step brute force of Algorithm 2, the average policy network's soft update, the replay
 memory, checkpoints and resume, and learning."""
-import itertools
 import math
-import os
 import types
 
 import numpy as np
@@ -18,7 +16,7 @@ from asyncrl_lab.experiments import ACER_CARTPOLE
 from asyncrl_lab.losses import acer_policy_objective, average_kl_gradient, trust_region_projection
 from asyncrl_lab.returns import n_step_returns, retrace_targets
 
-from helpers import children_of
+from helpers import InProcessContext, children_of
 
 
 # --- Retrace -------------------------------------------------------------------------------------
@@ -149,38 +147,15 @@ def test_the_memory_keeps_its_capacity_in_steps_and_drops_the_oldest():
     assert {memory.sample(rng).states[0, 0] for _ in range(50)} == {8, 12}
 
 
-class Recorder:
+class Recorder(InProcessContext):
     """Runs the real ACER worker in this process until it has made `updates` updates, recording
     at each: the parameters theta' the gradient was computed at, the average network's
     parameters at that time, the (unclipped) gradient, and the shared parameters after the step."""
 
-    def __init__(self, config, shared, updates):
-        self.config, self.shared, self.model = config, shared, shared["model"]
-        self.optimizer, self.seed, self.rank, self.name = shared["optimizer"], config.seed, 0, "test"
-        self.steps, self.limit, self.records = 0, updates, []
-
-    @property
-    def global_step(self):
-        return self.steps
-
-    def running(self):
-        return len(self.records) < self.limit
-
-    def add_steps(self, n):
-        self.steps += n
-        return self.steps
-
-    def episode(self, *args):
-        pass
-
-    @torch.no_grad()
-    def sync(self, local):
-        for mine, shared in zip(local.parameters(), self.model.parameters()):
-            mine.copy_(shared)
-
     def apply_gradients(self, local, lr):
         clone = lambda params: [p.detach().clone() for p in params]  # noqa: E731
-        record = {"params": clone(local.parameters()), "grads": [p.grad.clone() for p in local.parameters()],
+        record = {"params": clone(local.parameters()),
+                  "grads": [p.grad.clone() for p in local.parameters()],
                   "average": clone(self.shared["average_model"].parameters())}
         self.optimizer.step(record["grads"], lr)
         record["after"] = clone(self.model.parameters())
