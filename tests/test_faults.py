@@ -157,7 +157,9 @@ def test_poisoned_parameters_never_replace_the_last_good_checkpoint(faulty, tmp_
     algo = faulty("update:poison:400")
     out = tmp_path / "run"
     with pytest.warns(UserWarning, match="not finite at global step [0-9,]+; not saving"):
-        with pytest.raises(lab.WorkerError, match="the shared parameters are NaN") as info:
+        # the poisoning worker's error, or the other worker's NaN loss if it computes one first
+        with pytest.raises(lab.WorkerError,
+                           match="the shared parameters are NaN|the loss is nan") as info:
             lab.train(algo, out=out, checkpoint_every=200, **{**SLOW, "env": "CartPole-v1"})
     assert "the partial run is saved" not in str(info.value)
     saved = assert_saved(out, "running")  # the last periodic checkpoint, taken mid-run
