@@ -41,7 +41,8 @@ A2C_CARTPOLE = dict(env="CartPole-v1", n_envs=16, t_max=5, lr=3e-3, lr_anneal=Fa
 # from the first 1,000 steps of each worker's memory instead of 10,000; a replay ratio of 8 instead
 # of 4; a critic loss weight of 0.1 instead of 0.5 (CartPole's Q-values reach 100, and the critic's
 # gradient otherwise dominates the shared layers and the clipped norm); a learning rate of 1.5e-3
-# annealed to 0 at a 150k-step budget. In a sweep (stopping at a mean of 475), the paper's values
+# annealed to 0 at a 150k-step budget. In a sweep of one-off runs (`train("acer", workers=2,
+# stop_at_return=475, ...)`, one per seed and setting), the paper's values
 # with lr 3e-3 reached 475 in 2 of 5 seeds, the other three stalling at 447-461; these settings
 # reached it in 4 of 4 (seeds 0-3), after 58k-99k steps, and in 5 of 5 in the benchmark.
 ACER_CARTPOLE = dict(env="CartPole-v1", lr=1.5e-3, replay_start=1000, replay_ratio=8.0,

@@ -131,6 +131,13 @@ class TorchActor:
         return float(self.model(torch.as_tensor(obs).unsqueeze(0))[1])
 
 
+def sample_index(weights: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with probability proportional to the non-negative `weights` (unnormalized
+    probabilities), from one uniform draw of `rng`."""
+    cdf = np.cumsum(weights)
+    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+
+
 class NumpyMLPActor:
     """The same as TorchActor for MLP networks, several times faster on one observation.
 
@@ -139,7 +146,7 @@ class NumpyMLPActor:
     copy: an in-place update of the network, such as a worker's sync, is seen at once).
     """
 
-    def __init__(self, model: ActorCritic, seed: int):
+    def __init__(self, model: ActorCritic | ActorQCritic, seed: int):
         self._hidden = _NumpyTrunk(model.trunk)
         self.policy = _numpy_views(model.policy)
         self.value_head = _numpy_views(model.value) if isinstance(model, ActorCritic) else None
@@ -157,9 +164,7 @@ class NumpyMLPActor:
         logits = w @ self._hidden(obs) + b
         if greedy:
             return int(logits.argmax())
-        cdf = np.cumsum(np.exp(logits - logits.max()))
-        return min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")),
-                   len(cdf) - 1)
+        return sample_index(np.exp(logits - logits.max()), self.rng)
 
     def value(self, obs) -> float:
         w, b = self.value_head

@@ -11,9 +11,9 @@ slow in the ratios of medians over all seeds.
     .venv/bin/python benchmarks/cartpole_time_to_solve.py --seeds 0 1 2 [--out results/x.json]
     .venv/bin/python benchmarks/cartpole_time_to_solve.py --methods acer a3c   # no SB3 needed
 
-Wall time counts from the start of training, process start-up included for A3C and env and
-model construction included for both A2Cs. All use the machine's cores: A3C one process per worker
-with one torch thread each, the A2Cs one process with torch's default threads.
+Wall time counts from the start of training, process start-up included for A3C and ACER and env
+and model construction included for both A2Cs. All use the machine's cores: A3C and ACER one
+process per worker with one torch thread each, the A2Cs one process with torch's default threads.
 """
 from __future__ import annotations
 

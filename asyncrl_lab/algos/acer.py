@@ -17,7 +17,7 @@ import torch
 from ..config import ACERConfig as Config
 from ..envs import make_env
 from ..losses import acer_policy_objective, average_kl_gradient, trust_region_projection
-from ..nets import ActorQCritic, make_actor
+from ..nets import ActorQCritic, make_actor, sample_index
 from ..optim import gradient_update, make_optimizer
 from ..parallel import WorkerContext
 from ..returns import bootstrap_value, retrace_targets
@@ -91,11 +91,6 @@ class AveragePolicy:
         torch._foreach_lerp_(self._params, self._model_params, 1.0 - self.alpha)
 
 
-def sample_action(probs: np.ndarray, rng: np.random.Generator) -> int:
-    cdf = np.cumsum(probs)
-    return min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
-
-
 def acer_update(ctx: WorkerContext, local: ActorQCritic, average: AveragePolicy, segment: Segment,
                 global_step: int):
     """Algorithm 2 for one segment, with theta' = `local` already synchronized with theta."""
@@ -150,7 +145,7 @@ def worker(ctx: WorkerContext):
         states, actions, rewards, mus = [obs], [], [], []
         for _ in range(config.t_max):
             mu = policy.probs(obs)
-            action = sample_action(mu, rng)
+            action = sample_index(mu, rng)
             obs, reward, terminated, truncated, info = env.step(action)  # receive r_i and x_{i+1}
             states.append(obs)
             actions.append(action)
