@@ -12,17 +12,23 @@ for its budget of steps, and the rate is taken over the last 75% of them (start-
 and the first updates excluded). The raw env steps as many steps, timed after a warm-up of 25%.
 SB3's CnnPolicy is the larger Nature network (Mnih et al. 2015); ours is the A3C paper's, as its
 Atari experiments used. Each runs with torch's default threads on all cores.
+
+Each learner is measured twice, each time in a fresh process, because OpenMP reads its wait policy
+when torch loads it: with OMP_WAIT_POLICY=PASSIVE, which importing asyncrl_lab sets (threads sleep
+between parallel regions), and with OpenMP's default (torch imported first, the variable unset:
+threads spin for a while after each region, on the cores the emulators need). The ratios compare
+each learner as it runs by default: ours passive, SB3 with OpenMP's default.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
-
-from asyncrl_lab.experiments import training_rate
 
 N_ENVS = 16
 ENV_ID = "PongNoFrameskip-v4"
@@ -47,9 +53,22 @@ def raw_vector_env_rate(steps: int) -> float:
 
 
 def ours_rate(steps: int) -> float:
+    from asyncrl_lab.experiments import training_rate
+
     _, rate = training_rate("a2c", env=ENV_ID, n_envs=N_ENVS, total_steps=steps, seed=0,
                             warmup=WARMUP)
     return rate
+
+
+def rate_in_fresh_process(learner: str, steps: int, passive_wait: bool) -> float:
+    """`learner`'s rate measured by this script in a new process, with OMP_WAIT_POLICY=PASSIVE or
+    with the variable unset and torch imported before anything else."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if passive_wait:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    command = [sys.executable, __file__, "--child", learner, "--steps", str(steps)]
+    out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.split()[-1])
 
 
 def sb3_rate(steps: int) -> float:
@@ -85,22 +104,40 @@ def main():
     parser.add_argument("--sb3-steps", type=int, default=50_000,
                         help="env steps for stable-baselines3's A2C (about 3x slower)")
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--child", choices=("ours", "sb3"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        if "OMP_WAIT_POLICY" not in os.environ:
+            import torch  # noqa: F401  (before asyncrl_lab, which would set the policy)
+        print((ours_rate if args.child == "ours" else sb3_rate)(args.steps))
+        return
     print(f"{ENV_ID}, {N_ENVS} envs, {os.cpu_count()} cores; steady-state env steps/s")
-    raw, ours, sb3 = "raw AtariVectorEnv (random actions)", "asyncrl_lab A2C", "stable-baselines3 A2C"
+    raw = "raw AtariVectorEnv (random actions)"
+    ours, ours_default = "asyncrl_lab A2C", "asyncrl_lab A2C, OpenMP default wait"
+    sb3, sb3_passive = "stable-baselines3 A2C", "stable-baselines3 A2C, passive wait"
+    runs = ((raw, lambda: raw_vector_env_rate(args.steps), args.steps),
+            (ours, lambda: rate_in_fresh_process("ours", args.steps, True), args.steps),
+            (ours_default, lambda: rate_in_fresh_process("ours", args.steps, False), args.steps),
+            (sb3, lambda: rate_in_fresh_process("sb3", args.sb3_steps, False), args.sb3_steps),
+            (sb3_passive, lambda: rate_in_fresh_process("sb3", args.sb3_steps, True),
+             args.sb3_steps))
     rates = {}
-    for name, measure, steps in ((raw, raw_vector_env_rate, args.steps),
-                                 (ours, ours_rate, args.steps), (sb3, sb3_rate, args.sb3_steps)):
-        rates[name] = measure(steps)
-        print(f"  {name:<38} {rates[name]:8,.0f} steps/s  ({steps:,} steps)", flush=True)
-    print(f"asyncrl_lab A2C / stable-baselines3 A2C: {rates[ours] / rates[sb3]:.2f}x")
+    for name, measure, steps in runs:
+        rates[name] = measure()
+        print(f"  {name:<40} {rates[name]:8,.0f} steps/s  ({steps:,} steps)", flush=True)
+    print(f"asyncrl_lab A2C / stable-baselines3 A2C: {rates[ours] / rates[sb3]:.2f}x "
+          f"({rates[ours] / rates[sb3_passive]:.2f}x against SB3 with the passive wait)")
     print(f"asyncrl_lab A2C / raw vector env:        {rates[ours] / rates[raw]:.0%}")
+    print(f"asyncrl_lab A2C, passive / default wait: {rates[ours] / rates[ours_default]:.2f}x")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"env": ENV_ID, "n_envs": N_ENVS, "cores": os.cpu_count(),
                        "steps": args.steps, "sb3_steps": args.sb3_steps, "rates": rates,
                        "ours_over_sb3": rates[ours] / rates[sb3],
-                       "ours_over_raw": rates[ours] / rates[raw]}, f, indent=2)
+                       "ours_over_sb3_passive": rates[ours] / rates[sb3_passive],
+                       "ours_over_raw": rates[ours] / rates[raw],
+                       "passive_over_default_wait": rates[ours] / rates[ours_default]},
+                      f, indent=2)
 
 
 if __name__ == "__main__":

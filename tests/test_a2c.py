@@ -1,7 +1,10 @@
 """A2C: the vector envs, the batched returns, the update (checked against a brute-force gradient),
 determinism, devices, the lifecycle of its single-process loop, and learning."""
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -294,3 +297,24 @@ def test_a2c_trains_the_papers_network_on_atari():
     before = a2c.make_network(run.config, (4, 84, 84), 6)
     assert run.global_step >= 2_000
     assert any(not torch.equal(p, q) for p, q in zip(run.model.parameters(), before.parameters()))
+
+
+def openmp_spin_count(code: str, **env_changes) -> str:
+    """GOMP_SPINCOUNT as torch's OpenMP (libgomp) settled it in a fresh process running `code`:
+    how long its threads busy-wait after each parallel region ("0": they sleep at once)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(OMP_DISPLAY_ENV="verbose", **env_changes)
+    err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stderr
+    found = re.search(r"GOMP_SPINCOUNT = '(\d+)'", err)
+    if found is None:
+        pytest.skip("torch's OpenMP runtime is not libgomp")
+    return found.group(1)
+
+
+def test_importing_the_package_first_stops_torchs_openmp_threads_spinning():
+    # they would take the cores from the emulator threads A2C steps right after each forward pass
+    assert openmp_spin_count("import asyncrl_lab, torch; torch.ones(2) @ torch.ones(2)") == "0"
+    # a policy the user set is kept, and torch imported first keeps OpenMP's default spinning
+    assert openmp_spin_count("import asyncrl_lab", OMP_WAIT_POLICY="ACTIVE") != "0"
+    assert openmp_spin_count("import torch, asyncrl_lab") != "0"
