@@ -7,11 +7,13 @@ the library behind the asyncrl_lab book.
 """
 import os
 
-# Before torch loads OpenMP: its threads then sleep between parallel regions instead of spinning.
-# A2C steps ale_py's emulator threads on the same cores right after each forward pass, and spinning
-# threads take those cores from them (Pong, 16 envs, 2 cores: 1,650 -> 2,040 env steps/s; the A2C
-# chapter measures it). No effect if torch was imported first, or if the variable is already set.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads OpenMP (libgomp): its idle threads spin for 30,000 rounds, a tenth of libgomp's
+# default, before they sleep. A2C steps ale_py's emulator threads on the same cores right after
+# each forward pass, and threads spinning the default while take those cores from them
+# (benchmarks/atari_throughput.py measures both on Pong). Short gaps between small ops are still
+# bridged: OMP_WAIT_POLICY=PASSIVE, no spinning at all, about halved A2C's rate on CartPole. No effect if torch was imported first or the user set either variable.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 from .config import A2CConfig, A3CConfig, ACERConfig, AsyncConfig
 from .envs import make_env
