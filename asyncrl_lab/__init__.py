@@ -9,9 +9,10 @@ import os
 
 # Before torch loads OpenMP (libgomp): its idle threads spin for 30,000 rounds, a tenth of libgomp's
 # default, before they sleep. A2C steps ale_py's emulator threads on the same cores right after
-# each forward pass, and threads spinning the default while take those cores from them
+# each forward pass, and threads spinning for libgomp's default take those cores from them
 # (benchmarks/atari_throughput.py measures both on Pong). Short gaps between small ops are still
-# bridged: OMP_WAIT_POLICY=PASSIVE, no spinning at all, about halved A2C's rate on CartPole. No effect if torch was imported first or the user set either variable.
+# bridged: OMP_WAIT_POLICY=PASSIVE, no spinning at all, about halved A2C's rate on CartPole.
+# No effect if torch was imported first or the user set either variable.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 

@@ -71,8 +71,6 @@ def rate_in_fresh_process(learner: str, steps: int, openmp_default: bool) -> flo
 
 
 def sb3_rate(steps: int) -> float:
-    import ale_py
-    import gymnasium as gym
     from stable_baselines3 import A2C
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env
@@ -88,7 +86,6 @@ def sb3_rate(steps: int) -> float:
 
     # rl-zoo's a2c.yml, atari: 16 envs, AtariWrapper, 4 stacked frames, CnnPolicy, ent_coef 0.01,
     # vf_coef 0.25, RMSpropTFLike with eps 1e-5 (n_steps 5 and lr 7e-4 are SB3's defaults)
-    gym.register_envs(ale_py)  # its NoFrameskip ids (asyncrl_lab, not imported here, does it too)
     env = VecFrameStack(make_atari_env(ENV_ID, n_envs=N_ENVS, seed=0), n_stack=4)
     model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, verbose=0,
                 policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
@@ -112,7 +109,7 @@ def main():
     if args.child:
         if args.openmp_default:
             import torch  # noqa: F401  (first: libgomp loads before asyncrl_lab sets its spin)
-        import asyncrl_lab  # noqa: F401
+        import asyncrl_lab  # noqa: F401  (also registers the ALE ids SB3 makes)
         print((ours_rate if args.child == "ours" else sb3_rate)(args.steps))
         return
     print(f"{ENV_ID}, {N_ENVS} envs, {os.cpu_count()} cores; steady-state env steps/s")
