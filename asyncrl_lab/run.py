@@ -360,6 +360,13 @@ def _resumed_config(algo, previous: Run, changes: dict):
     return config
 
 
+def parameters_are_finite(model: torch.nn.Module) -> bool:
+    """Whether every parameter is finite, read from a copy: workers may be writing the shared
+    parameters, and isfinite reads each value twice (x == x), so a value that changes in between
+    would read as not finite."""
+    return all(torch.isfinite(p.detach().clone()).all() for p in model.parameters())
+
+
 class _Checkpoints:
     """Save the run into `out` every `every` global steps and at the end.
 
@@ -386,7 +393,7 @@ class _Checkpoints:
         return self.out is not None and self._save(run)
 
     def _save(self, run: Run) -> bool:
-        if not all(torch.isfinite(p).all() for p in run.model.parameters()):
+        if not parameters_are_finite(run.model):
             warnings.warn(f"the network's parameters are not finite at global step "
                           f"{run.global_step:,}; not saving over {str(self.out)!r}, which keeps "
                           "the last good checkpoint", stacklevel=3)

@@ -255,3 +255,16 @@ class InProcessContext:
     def sync(self, local):
         for mine, shared in zip(local.parameters(), self.model.parameters()):
             mine.copy_(shared)
+
+
+def rewrite_parameters_until(model, stop, rewrites):
+    """Keep changing `model`'s shared parameters in place, always to finite values, as a worker's
+    updates do, until `stop` is set; counts its rewrites."""
+    torch.set_num_threads(1)
+    params = list(model.parameters())
+    with torch.no_grad():
+        steps = [torch.full_like(p, 1e-3) for p in params]
+        while not stop.value:
+            torch._foreach_add_(params, steps)
+            torch._foreach_sub_(params, steps)
+            rewrites.value += 1

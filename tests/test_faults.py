@@ -17,7 +17,7 @@ import torch
 import asyncrl_lab as lab
 from asyncrl_lab.algos import ALGORITHMS
 
-from helpers import children_of, subprocess_env, when, workers_of
+from helpers import children_of, rewrite_parameters_until, subprocess_env, when, workers_of
 
 SLOW = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=10_000_000, progress=False)
 
@@ -200,3 +200,30 @@ def test_failing_periodic_checkpoints_warn_and_training_goes_on(faulty, tmp_path
                         out=tmp_path / "run", checkpoint_every=1000)
     assert run.status == "finished" and run.global_step >= 6000
     assert children_of() == []
+
+
+def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters():
+    """Periodic saves read the shared parameters while workers update them. torch.isfinite reads
+    each value twice, so on the live tensors a changing value could read as not finite and skip a
+    good checkpoint; the check reads a copy."""
+    from asyncrl_lab.run import parameters_are_finite
+
+    model = lab.nets.ActorCritic((4,), 2).share_memory()
+    context = torch.multiprocessing.get_context("spawn")
+    stop, rewrites = context.Value("b", 0), context.Value("l", 0)
+    writer = context.Process(target=rewrite_parameters_until, args=(model, stop, rewrites))
+    writer.start()
+    try:
+        deadline = time.time() + 60
+        while rewrites.value == 0 and time.time() < deadline:  # the writer starts up
+            time.sleep(0.01)
+        checks = [parameters_are_finite(model) for _ in range(20_000)]
+        assert rewrites.value > 1_000  # the writer really was writing throughout
+    finally:
+        stop.value = 1
+        writer.join(timeout=30)
+    assert all(checks), f"{checks.count(False)} of {len(checks)} checks read a finite network " \
+        "as not finite"
+    with torch.no_grad():
+        model.value.bias.fill_(float("nan"))
+    assert not parameters_are_finite(model)
