@@ -73,6 +73,9 @@ def profile(steps: int) -> tuple[dict, float, int]:
     finally:
         for owner, name, fn in originals:
             setattr(owner, name, fn)
+    if "last" not in marks:
+        raise SystemExit(f"{steps:,} steps ran too briefly to time anything after the warm-up; "
+                         "pass a larger --steps")
     (t0, step0), (t1, step1, parts) = marks["start"], marks["last"]
     return parts, t1 - t0, step1 - step0
 
