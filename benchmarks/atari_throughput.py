@@ -5,11 +5,14 @@ actions (no network at all: the ceiling for any learner on this machine).
 
     .venv/bin/pip install -r requirements-bench.txt
     .venv/bin/python benchmarks/atari_throughput.py [--steps 150000] [--sb3-steps 50000] \
-        [--out results/atari_throughput.json]
+        [--rounds 3] [--out results/atari_throughput.json]
 
 Rates are env steps (agent steps, 4 frames each) per second of steady state: each learner trains
 for its budget of steps, and the rate is taken over the last 75% of them (start-up, ROM loading
 and the first updates excluded). The raw env steps as many steps, timed after a warm-up of 25%.
+The whole set is measured `--rounds` times, every learner once per round, and the medians are
+reported with the range of each ratio over the rounds: on this machine one learner's rate moves
+by about 10% from one measurement to the next.
 SB3's CnnPolicy is the larger Nature network (Mnih et al. 2015); ours is the A3C paper's, as its
 Atari experiments used. So that the ratio does not credit the code with what the smaller network
 saves, SB3 is also measured with the paper's network as its features extractor. Each runs with
@@ -72,18 +75,17 @@ def rate_in_fresh_process(learner: str, steps: int, openmp_default: bool) -> flo
     return float(out.stdout.split()[-1])
 
 
-def sb3_rate(steps: int, paper_network: bool = False) -> float:
-    """SB3's A2C with rl-zoo's Atari settings; with `paper_network`, the A3C paper's network in
-    place of the Nature network."""
+def make_sb3_a2c(seed: int = 0, paper_network: bool = False, our_settings: bool = False):
+    """SB3's A2C with rl-zoo's Atari settings, and its vector env; with `paper_network`, the A3C
+    paper's network in place of the Nature network; with `our_settings`, the paper's network and
+    asyncrl_lab's A2C defaults where rl-zoo's differ: vf_coef 0.5 and torch's RMSprop with eps
+    1e-5 added outside the square root (SB3's own default optimizer)."""
     import torch
     from stable_baselines3 import A2C
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
     from stable_baselines3.common.vec_env import VecFrameStack
-
-    samples = []
 
     class PaperNetwork(BaseFeaturesExtractor):
         """The layers of asyncrl_lab's AtariTrunk; SB3 scales the frames to [0, 1] itself."""
@@ -98,21 +100,32 @@ def sb3_rate(steps: int, paper_network: bool = False) -> float:
         def forward(self, observations):
             return self.net(observations)
 
+    # rl-zoo's a2c.yml, atari: 16 envs, AtariWrapper, 4 stacked frames, CnnPolicy, ent_coef 0.01,
+    # vf_coef 0.25, RMSpropTFLike with eps 1e-5 (n_steps 5 and lr 7e-4 are SB3's defaults)
+    env = VecFrameStack(make_atari_env(ENV_ID, n_envs=N_ENVS, seed=seed), n_stack=4)
+    policy_kwargs = {} if our_settings else dict(optimizer_class=RMSpropTFLike,
+                                                 optimizer_kwargs=dict(eps=1e-5))
+    if paper_network or our_settings:
+        # net_arch=[]: heads straight on the 256 features, as NatureCNN gets by default (SB3 puts
+        # two 64-unit layers per head after any other extractor)
+        policy_kwargs.update(features_extractor_class=PaperNetwork, net_arch=[])
+    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.5 if our_settings else 0.25, seed=seed,
+                verbose=0, policy_kwargs=policy_kwargs)
+    return model, env
+
+
+def sb3_rate(steps: int, paper_network: bool = False) -> float:
+    """SB3's A2C (make_sb3_a2c) training rate over the steps after the warm-up."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    samples = []
+
     class Clock(BaseCallback):
         def _on_step(self) -> bool:
             samples.append((time.perf_counter(), self.num_timesteps))
             return True
 
-    # rl-zoo's a2c.yml, atari: 16 envs, AtariWrapper, 4 stacked frames, CnnPolicy, ent_coef 0.01,
-    # vf_coef 0.25, RMSpropTFLike with eps 1e-5 (n_steps 5 and lr 7e-4 are SB3's defaults)
-    env = VecFrameStack(make_atari_env(ENV_ID, n_envs=N_ENVS, seed=0), n_stack=4)
-    policy_kwargs = dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5))
-    if paper_network:
-        # net_arch=[]: heads straight on the 256 features, as NatureCNN gets by default (SB3 puts
-        # two 64-unit layers per head after any other extractor)
-        policy_kwargs.update(features_extractor_class=PaperNetwork, net_arch=[])
-    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, verbose=0,
-                policy_kwargs=policy_kwargs)
+    model, env = make_sb3_a2c(paper_network=paper_network)
     model.learn(total_timesteps=steps, callback=Clock())
     env.close()
     after = [(t, s) for t, s in samples if s >= WARMUP * steps]
@@ -126,11 +139,15 @@ def main():
                         help="env steps for this project's A2C and the raw env")
     parser.add_argument("--sb3-steps", type=int, default=50_000,
                         help="env steps for stable-baselines3's A2C (about 3x slower)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times to measure every learner; the medians are reported")
     parser.add_argument("--out", help="also write the results as JSON here")
     parser.add_argument("--child", choices=("ours", "sb3", "sb3-paper-network"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--openmp-default", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.child:
         if args.openmp_default:
             import torch  # noqa: F401  (first: libgomp loads before asyncrl_lab sets its spin)
@@ -140,7 +157,8 @@ def main():
         else:
             print(sb3_rate(args.steps, paper_network=args.child == "sb3-paper-network"))
         return
-    print(f"{ENV_ID}, {N_ENVS} envs, {os.cpu_count()} cores; steady-state env steps/s")
+    print(f"{ENV_ID}, {N_ENVS} envs, {os.cpu_count()} cores; steady-state env steps/s, "
+          f"{args.rounds} round(s)")
     raw = "raw AtariVectorEnv (random actions)"
     ours, ours_default = "asyncrl_lab A2C", "asyncrl_lab A2C, libgomp's default spin"
     sb3, sb3_short = "stable-baselines3 A2C", "stable-baselines3 A2C, asyncrl_lab's spin"
@@ -153,26 +171,45 @@ def main():
              args.sb3_steps),
             (sb3_paper, lambda: rate_in_fresh_process("sb3-paper-network", args.sb3_steps, True),
              args.sb3_steps))
-    rates = {}
-    for name, measure, steps in runs:
-        rates[name] = measure()
-        print(f"  {name:<40} {rates[name]:8,.0f} steps/s  ({steps:,} steps)", flush=True)
-    print(f"asyncrl_lab A2C / stable-baselines3 A2C: {rates[ours] / rates[sb3]:.2f}x "
-          f"({rates[ours] / rates[sb3_short]:.2f}x against SB3 with asyncrl_lab's spin)")
-    print(f"asyncrl_lab A2C / SB3, the same network: {rates[ours] / rates[sb3_paper]:.2f}x")
-    print(f"asyncrl_lab A2C / raw vector env:        {rates[ours] / rates[raw]:.0%}")
-    print(f"asyncrl_lab A2C, its spin / libgomp's:   {rates[ours] / rates[ours_default]:.2f}x")
+    # Every learner once per round, so a slow spell of the machine touches each of them alike.
+    rounds = []
+    for round_index in range(args.rounds):
+        rates = {}
+        for name, measure, steps in runs:
+            rates[name] = measure()
+            print(f"  {round_index + 1}  {name:<40} {rates[name]:8,.0f} steps/s  ({steps:,} steps)",
+                  flush=True)
+        rounds.append(rates)
+    ratios = {"ours_over_sb3": (ours, sb3), "ours_over_sb3_with_our_spin": (ours, sb3_short),
+              "ours_over_sb3_same_network": (ours, sb3_paper), "ours_over_raw": (ours, raw),
+              "our_spin_over_default_spin": (ours, ours_default)}
+    per_round = {key: [r[a] / r[b] for r in rounds] for key, (a, b) in ratios.items()}
+    # the medians over the rounds; each ratio is the median of the rounds' ratios
+    rates = {name: float(np.median([r[name] for r in rounds])) for name in rounds[0]}
+    summary = {key: float(np.median(values)) for key, values in per_round.items()}
+
+    def spread(key, spec=".2f"):
+        values = per_round[key]
+        return f" (rounds: {min(values):{spec}}-{max(values):{spec}})" if len(values) > 1 else ""
+
+    print("medians:")
+    for name, rate in rates.items():
+        print(f"  {name:<43} {rate:8,.0f} steps/s")
+    print(f"asyncrl_lab A2C / stable-baselines3 A2C: {summary['ours_over_sb3']:.2f}x"
+          f"{spread('ours_over_sb3')}; against SB3 with asyncrl_lab's spin: "
+          f"{summary['ours_over_sb3_with_our_spin']:.2f}x{spread('ours_over_sb3_with_our_spin')}")
+    print(f"asyncrl_lab A2C / SB3, the same network: {summary['ours_over_sb3_same_network']:.2f}x"
+          f"{spread('ours_over_sb3_same_network')}")
+    print(f"asyncrl_lab A2C / raw vector env:        {summary['ours_over_raw']:.1%}"
+          f"{spread('ours_over_raw', '.1%')}")
+    print(f"asyncrl_lab A2C, its spin / libgomp's:   {summary['our_spin_over_default_spin']:.2f}x"
+          f"{spread('our_spin_over_default_spin')}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"env": ENV_ID, "n_envs": N_ENVS, "cores": os.cpu_count(),
                        "steps": args.steps, "sb3_steps": args.sb3_steps, "rates": rates,
-                       "ours_over_sb3": rates[ours] / rates[sb3],
-                       "ours_over_sb3_with_our_spin": rates[ours] / rates[sb3_short],
-                       "ours_over_sb3_same_network": rates[ours] / rates[sb3_paper],
-                       "ours_over_raw": rates[ours] / rates[raw],
-                       "our_spin_over_default_spin": rates[ours] / rates[ours_default]},
+                       **summary, "rounds": rounds, "ratios_per_round": per_round},
                       f, indent=2)
-
 
 if __name__ == "__main__":
     main()
