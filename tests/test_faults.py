@@ -16,6 +16,7 @@ import torch
 
 import asyncrl_lab as lab
 from asyncrl_lab.algos import ALGORITHMS
+from asyncrl_lab.parallel import _resource_tracker_running, _stop_resource_tracker
 from asyncrl_lab.run import parameters_are_finite
 
 from helpers import children_of, rewrite_parameters_until, subprocess_env, when, workers_of
@@ -209,7 +210,8 @@ def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters
     good checkpoint; the check reads a copy."""
     model = lab.nets.ActorCritic((4,), 2).share_memory()
     context = torch.multiprocessing.get_context("spawn")
-    stop, rewrites = context.Value("b", 0), context.Value("l", 0)
+    stop, rewrites = context.Value("b", 0, lock=False), context.Value("l", 0, lock=False)
+    tracker_was_running = _resource_tracker_running()
     writer = context.Process(target=rewrite_parameters_until, args=(model, stop, rewrites))
     writer.start()
     try:
@@ -222,6 +224,9 @@ def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters
     finally:
         stop.value = 1
         writer.join(timeout=30)
+        if not tracker_was_running:  # spawning started it; the tests after this one count children
+            _stop_resource_tracker()
+    assert children_of() == []
     assert all(checks), f"{checks.count(False)} of {len(checks)} checks read a finite network " \
         "as not finite"
     with torch.no_grad():
