@@ -19,8 +19,9 @@ if "OMP_WAIT_POLICY" not in os.environ:
 from .config import A2CConfig, A3CConfig, ACERConfig, AsyncConfig
 from .envs import make_env
 from .parallel import WorkerDied, WorkerError
-from .run import History, Run, load, train
+from .history import History
+from .run import Run, Terminated, load, train
 
-__all__ = ["A2CConfig", "A3CConfig", "ACERConfig", "AsyncConfig", "History", "Run", "WorkerDied", "WorkerError",
-           "load", "make_env", "train"]
+__all__ = ["A2CConfig", "A3CConfig", "ACERConfig", "AsyncConfig", "History", "Run", "Terminated",
+           "WorkerDied", "WorkerError", "load", "make_env", "train"]
 __version__ = "0.1.0"

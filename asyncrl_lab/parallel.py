@@ -12,6 +12,8 @@ Lifecycle guarantees (each is tested):
 * Ctrl-C, or "interrupt kernel" in Jupyter, stops every worker within seconds and returns the
   partial run, also during start-up. Workers ignore SIGINT from birth; only the parent decides
   to stop.
+* SIGTERM to the parent stops the run the same way, with status "terminated" (`train` then
+  saves it and exits); a second SIGTERM ends the parent at once.
 * An exception in a worker is re-raised in the parent as `WorkerError` with the worker's
   traceback, after the other workers are stopped.
 * A worker that dies without a word (SIGKILL, out of memory) is detected at once through its
@@ -44,6 +46,8 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
+from .history import EpisodeLog
+
 _FLUSH_EVERY_S = 0.5  # how often workers send update statistics to the parent
 _GRACE_S = 2.0  # how long workers get to stop on their own before they are terminated
 
@@ -64,12 +68,12 @@ class WorkerDied(WorkerError):
 class Outcome:
     """What the workers produced: episodes in arrival order, update staleness, final counters."""
 
-    episodes: list = field(default_factory=list)  # (worker, global_step, wall_time, return, length)
+    episodes: EpisodeLog = field(default_factory=EpisodeLog)
     staleness: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     global_step: int = 0
     updates: int = 0
     wall_time: float = 0.0
-    status: str = "running"  # then "finished", "interrupted" or "failed"
+    status: str = "running"  # then "finished", "interrupted", "terminated" or "failed"
     message: str = ""
     ready: set = field(default_factory=set)  # workers that finished starting up
 
@@ -169,7 +173,7 @@ def _die_with_parent():
 def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_pid, t0):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent decides when to stop
     if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked since the spawn
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_START)  # blocked since the spawn
     _die_with_parent()
     if os.getppid() != parent_pid:
         return
@@ -188,24 +192,65 @@ def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_
         sys.exit(1)
 
 
+_HELD_AT_START = {signal.SIGINT, signal.SIGTERM}
+
+
 @contextlib.contextmanager
-def _children_ignore_sigint():
-    """Start children with SIGINT blocked, so a Ctrl-C during their start-up reaches only the parent.
+def _signals_held_while_starting():
+    """Start children with SIGINT and SIGTERM blocked, so a Ctrl-C during their start-up reaches
+    only the parent, and neither signal lands in the parent halfway through starting a child.
 
     The signal mask survives fork and exec, so a spawned worker cannot be interrupted while it
-    imports torch, before `_worker_entry` ignores SIGINT for good. In the parent, a SIGINT that
-    arrives meanwhile stays pending and is delivered, as a KeyboardInterrupt, when the block is
-    lifted: an interrupt at start-up stops the run instead of being lost.
+    imports torch, before `_worker_entry` ignores SIGINT for good (a SIGTERM from the parent's
+    shutdown waits until then, or the shutdown kills). In the parent, a signal that arrives
+    meanwhile stays pending and is delivered when the block is lifted: it stops the run instead
+    of being lost.
     """
     if (threading.current_thread() is not threading.main_thread()
             or not hasattr(signal, "pthread_sigmask")):
         yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_AT_START)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_START)
+
+
+class _Terminate(BaseException):
+    """Raised in the parent by the SIGTERM that stops a run."""
+
+
+class _SigtermStopsTheRun:
+    """While a run goes on, the first SIGTERM to the parent stops it as Ctrl-C does: it raises
+    `_Terminate` wherever the parent is, unless the run is already stopping (`stopping = True`),
+    where it is only recorded (`received`). The handler then goes back to the default, so a
+    second SIGTERM ends the process at once. Only the main thread can take signals."""
+
+    def __init__(self):
+        self.received, self.stopping, self.previous = False, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.received = True
+        if not self.stopping:
+            raise _Terminate
+
+    def __exit__(self, *exc):
+        if self.previous is not None and not self.received:
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
+
+
+def _stopped(outcome: "Outcome", status: str):
+    outcome.status = status
+    outcome.message = {"interrupted": "interrupted by the user",
+                       "terminated": "terminated by SIGTERM"}[status] + "; the partial run is kept"
 
 
 def _resource_tracker_running() -> bool:
@@ -265,43 +310,50 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
         readers.append((reader, writer))
     failure = None
     open_readers, started = {}, []
-    try:
-        with _children_ignore_sigint():
-            for proc in procs:
-                proc.start()
-                started.append(proc)
-        for rank, (reader, writer) in enumerate(readers):
-            writer.close()  # the parent keeps only the read end, so EOF means the worker is gone
-            open_readers[reader] = rank
-        done = set()
-        while len(done) < len(procs):
-            wait(list(open_readers) + [p.sentinel for p in procs if p.exitcode is None], timeout=0.2)
-            failure = _drain(open_readers, outcome, done) or failure
-            for rank, proc in enumerate(procs):
-                if proc.exitcode is not None and rank not in done:
-                    failure = _drain(open_readers, outcome, done, until_eof=True) or failure
-                    if rank not in done and failure is None:
-                        failure = WorkerDied(_death_message(rank, proc, outcome, config), rank, "")
-                    done.add(rank)
-            if failure is not None:
-                break
+    with _SigtermStopsTheRun() as sigterm:
+        try:
+            with _signals_held_while_starting():
+                for proc in procs:
+                    proc.start()
+                    started.append(proc)
+            for rank, (reader, writer) in enumerate(readers):
+                writer.close()  # the parent keeps only the read end: EOF means the worker is gone
+                open_readers[reader] = rank
+            done = set()
+            while len(done) < len(procs):
+                wait(list(open_readers) + [p.sentinel for p in procs if p.exitcode is None],
+                     timeout=0.2)
+                failure = _drain(open_readers, outcome, done) or failure
+                for rank, proc in enumerate(procs):
+                    if proc.exitcode is not None and rank not in done:
+                        failure = _drain(open_readers, outcome, done, until_eof=True) or failure
+                        if rank not in done and failure is None:
+                            failure = WorkerDied(_death_message(rank, proc, outcome, config),
+                                                 rank, "")
+                        done.add(rank)
+                if failure is not None:
+                    break
+                outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
+                outcome.wall_time = time.time() - t0
+                if progress is not None:
+                    progress(outcome)
+                if stop_when is not None and stop_when(outcome):
+                    break
+            outcome.status = "finished"
+        except KeyboardInterrupt:
+            _stopped(outcome, "interrupted")
+        except _Terminate:
+            _stopped(outcome, "terminated")
+        finally:
+            sigterm.stopping = True
+            stop[0] = 1
+            _shutdown(started, open_readers, outcome)
+            if not tracker_was_running:
+                _stop_resource_tracker()
             outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
             outcome.wall_time = time.time() - t0
-            if progress is not None:
-                progress(outcome)
-            if stop_when is not None and stop_when(outcome):
-                break
-        outcome.status = "finished"
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        outcome.message = "interrupted by the user; the partial run is kept"
-    finally:
-        stop[0] = 1
-        _shutdown(started, open_readers, outcome)
-        if not tracker_was_running:
-            _stop_resource_tracker()
-        outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
-        outcome.wall_time = time.time() - t0
+    if sigterm.received and outcome.status == "finished":  # it came while the workers stopped
+        _stopped(outcome, "terminated")
     if failure is not None:
         outcome.status, outcome.message = "failed", str(failure)
         failure.outcome = outcome
@@ -330,7 +382,7 @@ def _drain(open_readers: dict, outcome: Outcome, done: set, until_eof=False):
                 message = reader.recv()
                 kind = message[0]
                 if kind == "episode":
-                    outcome.episodes.append(message[1:])
+                    outcome.episodes.append(*message[1:])
                 elif kind == "staleness":
                     outcome.add_staleness(message[2])
                 elif kind == "ready":
@@ -410,8 +462,8 @@ class CoordinatorContext:
 
     def episode(self, env_index: int, episode_return: float, length: int):
         """Record a finished episode; the history's worker column holds the env's index."""
-        self._outcome.episodes.append((env_index, self._step, time.time() - self._t0,
-                                       float(episode_return), int(length)))
+        self._outcome.episodes.append(env_index, self._step, time.time() - self._t0,
+                                      float(episode_return), int(length))
 
     def _update_outcome(self) -> Outcome:
         outcome = self._outcome
@@ -433,11 +485,13 @@ def run_coordinator(loop_fn, config, shared: dict, *, progress=None, start_step:
 
     ctx = CoordinatorContext(config, shared, outcome, start_step, report, time.time())
     try:
-        loop_fn(ctx)
+        with _SigtermStopsTheRun():
+            loop_fn(ctx)
         outcome.status = "finished"
     except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        outcome.message = "interrupted by the user; the partial run is kept"
+        _stopped(outcome, "interrupted")
+    except _Terminate:
+        _stopped(outcome, "terminated")
     except Exception as exc:
         ctx._update_outcome()
         outcome.status = "failed"

@@ -7,6 +7,8 @@ import warnings
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .history import History
+
 
 def plot_learning_curves(run, window: int = 100):
     """Episode returns (faint) and their rolling mean vs global step and vs wall time."""
@@ -125,8 +127,6 @@ class LiveCurve:
 
     def __call__(self, outcome):
         from IPython.display import clear_output, display
-
-        from .run import History
 
         if time.time() - self._last < self.every_s:
             return

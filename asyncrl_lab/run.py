@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import math
-import os
 import tempfile
 import time
 import warnings
@@ -19,92 +17,27 @@ import torch
 from .algos import ALGORITHMS
 from .config import Config, config_for
 from .envs import env_spaces, make_env
+from .history import History, atomic_path
 from .nets import make_actor
 from .parallel import Outcome, WorkerError, run_coordinator, run_workers
 
 CHECKPOINT_FORMAT = 1
-EPISODE_COLUMNS = ("worker", "global_step", "wall_time", "episode_return", "episode_length")
-
-
-class History:
-    """Every finished episode (worker, global step, wall time, return, length), in arrival order,
-    and the staleness of every update (`staleness[k]`: updates applied with k other updates
-    landing between the worker's read of the parameters and its write)."""
-
-    def __init__(self, episodes=(), staleness=None):
-        rows = np.array(list(episodes), dtype=np.float64).reshape(-1, len(EPISODE_COLUMNS))
-        self.worker = rows[:, 0].astype(np.int64)
-        self.global_step = rows[:, 1].astype(np.int64)
-        self.wall_time = rows[:, 2]
-        self.episode_return = rows[:, 3]
-        self.episode_length = rows[:, 4].astype(np.int64)
-        self.staleness = np.zeros(0, np.int64) if staleness is None else np.asarray(staleness, np.int64)
-
-    def __len__(self):
-        return len(self.episode_return)
-
-    def __repr__(self):
-        return f"History({len(self)} episodes, {int(self.staleness.sum())} updates)"
-
-    def rolling_mean(self, window: int = 100) -> np.ndarray:
-        """Mean return of the last `window` episodes (fewer at the start), one value per episode."""
-        cumsum = np.concatenate([[0.0], np.cumsum(self.episode_return)])
-        idx = np.arange(1, len(self) + 1)
-        start = np.maximum(idx - window, 0)
-        return (cumsum[idx] - cumsum[start]) / (idx - start)
-
-    def first_reaching(self, threshold: float, window: int = 100):
-        """(global step, wall time) of the first episode at which the rolling mean of the last
-        `window` returns (a full window) reaches `threshold`; None if it never does."""
-        if len(self) < window:
-            return None
-        hits = np.flatnonzero(self.rolling_mean(window)[window - 1:] >= threshold)
-        if len(hits) == 0:
-            return None
-        i = hits[0] + window - 1
-        return int(self.global_step[i]), float(self.wall_time[i])
-
-    def of_worker(self, rank: int) -> "History":
-        """The episodes worker `rank` played (update staleness is not kept per worker)."""
-        return History(row for row in self.rows() if row[0] == rank)
-
-    def to_csv(self, path):
-        with _atomic_path(path) as tmp:
-            self._write_csv(tmp)
-
-    def _write_csv(self, file):
-        with open(file, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(EPISODE_COLUMNS)
-            for row in self.rows():
-                writer.writerow([int(row[0]), int(row[1]), f"{row[2]:.4f}", repr(float(row[3])),
-                                 int(row[4])])
-
-    def rows(self) -> list:
-        """The episodes as (worker, global step, wall time, return, length) tuples."""
-        return list(zip(self.worker, self.global_step, self.wall_time, self.episode_return,
-                        self.episode_length))
-
-    @classmethod
-    def from_csv(cls, path, staleness=None) -> "History":
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if tuple(header or ()) != EPISODE_COLUMNS:
-                raise ValueError(f"{path} is not a history file: its header is {header}, "
-                                 f"expected {list(EPISODE_COLUMNS)}")
-            return cls(([float(x) for x in row] for row in reader), staleness)
+_SIGTERM_EXIT_CODE = 128 + 15  # what a shell reports for a process ended by SIGTERM
 
 
 @dataclass
 class Run:
-    """The result of `train` (or `load`): what was learned and how it went."""
+    """The result of `train` (or `load`): what was learned and how it went.
+
+    A Run owns its state: `train` copies the shared networks and optimizer statistics into it
+    once, so the workers' later writes never reach it.
+    """
 
     algo: str
     config: Config
     model: torch.nn.Module
     history: History
-    status: str = "finished"  # "finished", "interrupted" or "failed"
+    status: str = "finished"  # "finished", "interrupted", "terminated" or "failed"
     global_step: int = 0
     wall_time: float = 0.0
     message: str = ""
@@ -160,7 +93,7 @@ class Run:
                 "config": self.config.to_dict()}
         checkpoint = {"format": CHECKPOINT_FORMAT, **meta,
                       "obs_shape": list(self.model.obs_shape), "n_actions": self.model.n_actions,
-                      "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                      "model": self.model.state_dict(),
                       "optimizer": self.optimizer_state,
                       "shared_modules": self.shared_modules,
                       "staleness": torch.as_tensor(self.history.staleness)}
@@ -168,7 +101,7 @@ class Run:
             path.mkdir(parents=True, exist_ok=True)
             with contextlib.ExitStack() as stack:
                 ckpt_tmp, history_tmp, meta_tmp = (
-                    stack.enter_context(_atomic_path(path / name))
+                    stack.enter_context(atomic_path(path / name))
                     for name in ("checkpoint.pt", "history.csv", "config.json"))
                 torch.save(checkpoint, ckpt_tmp)
                 self.history._write_csv(history_tmp)
@@ -233,8 +166,10 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     `stop_at_return`: end the run early, as finished, once the mean return of the last 100
     episodes reaches this value (for time-to-threshold measurements).
 
-    Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. A failing worker
-    raises WorkerError; its `.run` holds the partial run.
+    Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. SIGTERM
+    stops them too, saves the run to `out` with status "terminated" and raises `Terminated`,
+    which ends a script as SIGTERM would (exit status 143); a second SIGTERM ends the process at
+    once. A failing worker raises WorkerError; its `.run` holds the partial run.
     """
     if not (isinstance(progress, bool) or callable(progress)):
         raise ValueError(f"progress must be True, False or a callable, not {progress!r}")
@@ -307,12 +242,24 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
         bar.close(outcome)
     run = snapshot(outcome)
     checkpoints.final(run)
-    if run.status == "interrupted":
-        warnings.warn(f"training interrupted at global step {run.global_step} of "
-                      f"{config.total_steps}; returning the partial run ({len(run.history)} "
-                      "episodes)" + (f", saved to {str(out)!r}" if out is not None else ""),
-                      stacklevel=2)
+    if run.status in ("interrupted", "terminated"):
+        warnings.warn(f"training {run.status} at global step {run.global_step} of "
+                      f"{config.total_steps}; "
+                      + ("returning the partial run" if run.status == "interrupted" else "exiting")
+                      + f" ({len(run.history)} episodes)"
+                      + (f", saved to {str(out)!r}" if out is not None else ""), stacklevel=2)
+    if run.status == "terminated":
+        raise Terminated(run)
     return run
+
+
+class Terminated(SystemExit):
+    """Raised by `train` after a SIGTERM stopped and saved the run; uncaught, it ends the process
+    with status 143, as the signal would have. `.run` is the partial run."""
+
+    def __init__(self, run: Run):
+        super().__init__(_SIGTERM_EXIT_CODE)
+        self.run = run
 
 
 class _StopAtReturn:
@@ -323,10 +270,9 @@ class _StopAtReturn:
         self.threshold, self.window = threshold, window
 
     def __call__(self, outcome: Outcome) -> bool:
-        episodes = outcome.episodes
-        if self.threshold is None or len(episodes) < self.window:
+        if self.threshold is None or len(outcome.episodes) < self.window:
             return False
-        mean = sum(e[3] for e in episodes[-self.window:]) / self.window
+        mean = float(outcome.episodes.column("episode_return")[-self.window:].mean())
         if mean < self.threshold:
             return False
         outcome.message = (f"stopped early at global step {outcome.global_step:,}: the mean return "
@@ -360,18 +306,27 @@ def _resumed_config(algo, previous: Run, changes: dict):
     return config
 
 
-def parameters_are_finite(model: torch.nn.Module) -> bool:
-    """Whether every parameter is finite, read from a copy: workers may be writing the shared
-    parameters, and isfinite reads each value twice (x == x), so a value that changes in between
-    would read as not finite."""
-    return all(torch.isfinite(p.detach().clone()).all() for p in model.parameters())
+def non_finite_parts(run: Run) -> list[str]:
+    """The parts of the run's state (network, optimizer statistics, other shared networks) that
+    hold a value that is not finite."""
+    parts = {"the network's parameters": run.model.state_dict(),
+             "the optimizer's statistics": run.optimizer_state,
+             **{f"the {name}'s parameters": state for name, state in run.shared_modules.items()}}
+    return [name for name, state in parts.items()
+            if not all(torch.isfinite(t).all() for t in _tensors(state))]
+
+
+def _tensors(state):
+    for value in state.values():
+        yield from (value if isinstance(value, (list, tuple)) else [value])
 
 
 class _Checkpoints:
     """Save the run into `out` every `every` global steps and at the end.
 
-    A failed save warns and lets training go on (the previous save is intact). A network whose
-    parameters are no longer finite is never saved, so it cannot replace the last good checkpoint.
+    A failed save warns and lets training go on (the previous save is intact). A run whose state
+    is no longer finite is never saved, so it cannot replace the last good checkpoint. The check
+    and the file read the same snapshot, the Run's own copy of the shared state (see `_to_run`).
     """
 
     def __init__(self, out, every, snapshot, start_step: int):
@@ -393,10 +348,11 @@ class _Checkpoints:
         return self.out is not None and self._save(run)
 
     def _save(self, run: Run) -> bool:
-        if not parameters_are_finite(run.model):
-            warnings.warn(f"the network's parameters are not finite at global step "
-                          f"{run.global_step:,}; not saving over {str(self.out)!r}, which keeps "
-                          "the last good checkpoint", stacklevel=3)
+        bad = non_finite_parts(run)
+        if bad:
+            warnings.warn(f"{' and '.join(bad)} {'are' if len(bad) > 1 else 'is'} not finite at "
+                          f"global step {run.global_step:,}; not saving over {str(self.out)!r}, "
+                          "which keeps the last good checkpoint", stacklevel=3)
             return False
         try:
             run.save(self.out)
@@ -408,27 +364,26 @@ class _Checkpoints:
 
 
 def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None) -> Run:
-    """The Run so far; a resumed run's history and wall time continue the previous ones."""
-    episodes, staleness, wall_time = outcome.episodes, outcome.staleness, outcome.wall_time
-    if previous is not None:
-        offset = previous.wall_time
-        episodes = previous.history.rows() + [(w, s, t + offset, r, n)
-                                              for w, s, t, r, n in episodes]
-        before = previous.history.staleness
-        merged = np.zeros(max(len(before), len(staleness)), dtype=np.int64)
-        merged[: len(before)] += before
-        merged[: len(staleness)] += staleness
-        staleness, wall_time = merged, offset + wall_time
-    model, optimizer_state = shared["model"], shared["optimizer"].state_dict()
-    if next(model.parameters()).device.type != "cpu":  # A2C on a GPU: the Run keeps a CPU copy
-        model = copy.deepcopy(model).cpu()
+    """The Run so far, holding one copy of every shared module's state, on the CPU; a resumed
+    run's history and wall time continue the previous ones.
+
+    Workers may still be writing the shared tensors. A checkpoint checks its state for finite
+    values and then writes it: reading the live tensors twice would let a network poisoned in
+    between pass the check and be written over the last good checkpoint. So both read this copy.
+    """
+    with torch.no_grad():
+        model = copy.deepcopy(shared["model"]).cpu()
         optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
-                           for k, v in optimizer_state.items()}
-    shared_modules = {name: {k: v.detach().clone() for k, v in module.state_dict().items()}
-                      for name, module in shared.items()
-                      if name != "model" and isinstance(module, torch.nn.Module)}
-    return Run(algo, config, model, History(episodes, staleness), outcome.status,
-               outcome.global_step, wall_time, outcome.message, optimizer_state, shared_modules)
+                           for k, v in shared["optimizer"].state_dict().items()}  # copies
+        shared_modules = {name: {k: v.to("cpu", copy=True) for k, v in module.state_dict().items()}
+                          for name, module in shared.items()
+                          if name != "model" and isinstance(module, torch.nn.Module)}
+    history, wall_time = History(outcome.episodes, outcome.staleness), outcome.wall_time
+    if previous is not None:
+        history = previous.history.followed_by(history, previous.wall_time)
+        wall_time += previous.wall_time
+    return Run(algo, config, model, history, outcome.status, outcome.global_step, wall_time,
+               outcome.message, optimizer_state, shared_modules)
 
 
 class _ProgressBar:
@@ -447,7 +402,7 @@ class _ProgressBar:
         if _in_jupyter_kernel():
             from IPython.display import display
 
-            self.handle = display(self._bundle(start, 0.0, []), raw=True, display_id=True)
+            self.handle = display(self._bundle(start, 0.0, ()), raw=True, display_id=True)
         else:
             from tqdm import tqdm
 
@@ -457,7 +412,7 @@ class _ProgressBar:
     def _bundle(self, step: int, seconds: float, recent) -> dict:
         text = (f"T = {step:,} / {self.total:,} steps ({step / self.total:.0%}), {seconds:.1f} s, "
                 f"{(step - self.start) / max(seconds, 1e-9):,.0f} steps/s")
-        if recent:
+        if len(recent):
             text += f", mean return of the last {len(recent)} episodes {np.mean(recent):.1f}"
         return {"text/plain": text,
                 "text/html": f'<progress value="{step}" max="{self.total}" '
@@ -465,14 +420,14 @@ class _ProgressBar:
                              f'<code>{text}</code>'}
 
     def __call__(self, outcome: Outcome, final: bool = False):
-        recent = [e[3] for e in outcome.episodes[-100:]]
+        recent = outcome.episodes.column("episode_return")[-100:]
         step = min(outcome.global_step, self.total)
         if self.handle is not None and (final or time.time() - self.last_update > 0.25):
             self.last_update = time.time()
             self.handle.update(self._bundle(step, outcome.wall_time, recent), raw=True)
         elif self.bar is not None:
             self.bar.update(step - self.bar.n)
-            if recent:
+            if len(recent):
                 self.bar.set_postfix_str(f"return(last {len(recent)})={np.mean(recent):.1f}",
                                          refresh=False)
 
@@ -490,26 +445,3 @@ def _in_jupyter_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and "IPKernelApp" in shell.config
-
-
-class _atomic_path:
-    """Yield a temporary path beside `path`; on success fsync and rename it over `path`."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def __enter__(self) -> str:
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            with contextlib.suppress(OSError):
-                os.remove(self.tmp)
-            return False
-        with open(self.tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
-        return False
-

@@ -1,6 +1,7 @@
 """Importable helpers for the tests: worker processes (spawn) must import what they run."""
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -10,6 +11,8 @@ import numpy as np
 import psutil
 import torch
 from gymnasium.envs.classic_control import CartPoleEnv
+
+from asyncrl_lab.nets import ActorCritic, ActorQCritic, QNetwork
 
 
 class FaultyCartPole(CartPoleEnv):
@@ -115,6 +118,13 @@ def workers_of(pid=None) -> list:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def catches_signal(pid: int, sig) -> bool:
+    """Whether process `pid` has a handler installed for `sig` (Linux: /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt:"))
+    return bool(caught & (1 << (sig - 1)))
+
+
 def subprocess_env() -> dict:
     """The environment for a child Python that imports asyncrl_lab and these helpers."""
     return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
@@ -138,7 +148,7 @@ gym.register("NaNCartPole-v0", entry_point="helpers:NaNCartPole", max_episode_st
 
 # Fault injection into any algorithm's worker, configured through the environment (which spawned
 # workers inherit): ASYNCRL_FAULT="<point>:<action>[:<after>]" with point start|sync|update and
-# action raise|slow|poison; ASYNCRL_FAULT_ALGO names the real algorithm; ASYNCRL_FAULT_DIR is
+# action raise|slow|poison|hang; ASYNCRL_FAULT_ALGO names the real algorithm; ASYNCRL_FAULT_DIR is
 # where workers leave marker files ("<point>.<rank>") and their learning rates ("lr.<rank>").
 
 
@@ -162,6 +172,9 @@ class FaultyContext:
             raise RuntimeError(f"injected fault at {point} #{self._counts[point]}")
         if self._action == "slow":
             time.sleep(0.5)
+        if self._action == "hang":  # a worker that never stops on its own: the parent must end it
+            open(os.path.join(self._dir, f"hang.{self._ctx.rank}"), "w").close()
+            time.sleep(3600)
         if self._action == "poison":
             with torch.no_grad():
                 for p in self._ctx.model.parameters():
@@ -268,3 +281,55 @@ def rewrite_parameters_until(model, stop, rewrites):
             torch._foreach_add_(params, steps)
             torch._foreach_sub_(params, steps)
             rewrites.value += 1
+
+
+class PoisonedAfterRead:
+    """Mixed into a shared network: right after the training parent first reads all of its
+    parameters (to the end of `parameters()`, a `state_dict()` or a deep copy), they turn NaN
+    in place, as a worker's poisoned update could make them at any moment. So a parent that
+    checks one read and writes another writes a poisoned network, every time. Workers (other
+    processes) and copies (not in shared memory) read it as it is."""
+
+    def _poison(self):
+        if os.getpid() == self._poisoning_pid and not self._poisoned:
+            self._poisoned = True
+            with torch.no_grad():
+                for p in super().parameters():
+                    if p.is_shared():
+                        p.fill_(float("nan"))
+
+    def parameters(self, recurse=True):
+        yield from super().parameters(recurse)
+        self._poison()
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        self._poison()
+        return state
+
+    def __deepcopy__(self, memo):
+        poisoned_class = self.__class__
+        self.__class__ = poisoned_class.__bases__[1]  # the network's own class copies it
+        try:
+            copied = copy.deepcopy(self, memo)
+        finally:
+            self.__class__ = poisoned_class
+        self._poison()
+        return copied
+
+
+def _poisoned_class(network_class):
+    name = f"PoisonedAfterRead{network_class.__name__}"  # importable by name, for spawned workers
+    globals()[name] = type(name, (PoisonedAfterRead, network_class),
+                           {"__module__": __name__, "__qualname__": name})
+    return globals()[name]
+
+
+_POISONED = {cls: _poisoned_class(cls) for cls in (ActorCritic, ActorQCritic, QNetwork)}
+
+
+def poison_after_first_read(model):
+    """Arm `model` (a shared network, in this process) as `PoisonedAfterRead` describes."""
+    model.__class__ = _POISONED[type(model)]
+    model._poisoning_pid, model._poisoned = os.getpid(), False
+    return model

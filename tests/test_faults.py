@@ -1,6 +1,6 @@
 """Fault injection over every algorithm: interrupts at start-up, mid-rollout and mid-update;
-exceptions in a worker at start and mid-run; a killed worker; a killed parent; a diverging loss;
-failing checkpoint writes. Each case checks: no hang, no process left, the user told what
+exceptions in a worker at start and mid-run; a killed worker; a killed parent; SIGTERM to the
+parent; a diverging loss; poisoned parameters; failing checkpoint writes. Each case checks: no hang, no process left, the user told what
 happened, the run's data so far kept."""
 import os
 import signal
@@ -16,10 +16,13 @@ import torch
 
 import asyncrl_lab as lab
 from asyncrl_lab.algos import ALGORITHMS
-from asyncrl_lab.parallel import _resource_tracker_running, _stop_resource_tracker
-from asyncrl_lab.run import parameters_are_finite
+from asyncrl_lab.config import A3CConfig
+from asyncrl_lab.optim import make_optimizer
+from asyncrl_lab.parallel import Outcome, _resource_tracker_running, _stop_resource_tracker
+from asyncrl_lab.run import _to_run, non_finite_parts
 
-from helpers import children_of, rewrite_parameters_until, subprocess_env, when, workers_of
+from helpers import (catches_signal, children_of, poison_after_first_read,
+                     rewrite_parameters_until, subprocess_env, when, workers_of)
 
 SLOW = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=10_000_000, progress=False)
 
@@ -124,18 +127,22 @@ PARENT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, tmp_path, sig):
+def _wait_for_file(path, timeout=60.0):
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), f"{path} never appeared"
+
+
+def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", PARENT, faulty.algo, str(out)],
                             env=subprocess_env(), stdout=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for_file(out / "checkpoint.pt")
         workers = workers_of(proc.pid)
         assert len(workers) == 2
-        proc.send_signal(sig)
+        proc.kill()
         proc.wait(timeout=10)
         _, alive = psutil.wait_procs(workers, timeout=5)
         assert alive == []
@@ -143,6 +150,92 @@ def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, 
         if proc.poll() is None:
             proc.kill()
     assert lab.load(out).global_step >= 500  # the last periodic checkpoint
+
+
+TERMINATED = textwrap.dedent("""
+    import sys
+    import asyncrl_lab as lab
+    if __name__ == "__main__":
+        algo, out = sys.argv[1], sys.argv[2]
+        size = {"n_envs": 2} if algo == "a2c" else {"workers": 2}
+        lab.train(algo, env="helpers:SlowCartPole-v0", total_steps=10_000_000, progress=False,
+                  out=out, **size)
+        print("train returned")
+""")
+CLI_TERMINATED = ["-m", "asyncrl_lab", "train", "a3c", "--env", "helpers:SlowCartPole-v0",
+                  "--workers", "2", "--steps", "10000000", "--no-progress", "--out"]
+
+
+@pytest.mark.parametrize("algo, how", [(algo, "script") for algo in sorted(ALGORITHMS)]
+                         + [("a3c", "cli")])
+def test_sigterm_stops_saves_the_run_and_exits(tmp_path, monkeypatch, algo, how):
+    stepping, out = tmp_path / "stepping", tmp_path / "run"
+    stepping.mkdir()
+    monkeypatch.setenv("ASYNCRL_STEPPING_DIR", str(stepping))
+    args = [*CLI_TERMINATED, str(out)] if how == "cli" else ["-c", TERMINATED, algo, str(out)]
+    proc = subprocess.Popen([sys.executable, *args], env=subprocess_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while len(list(stepping.iterdir())) < 1 and time.time() < deadline:
+            time.sleep(0.02)
+        kids = children_of(proc.pid)
+        assert len(kids) >= (0 if algo == "a2c" else 2)  # A2C steps its envs in-process
+        t = time.time()
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=10)
+        assert time.time() - t <= 10.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "train returned" not in stdout and "Traceback" not in stderr
+    assert "training terminated at global step" in stderr and str(out) in stderr
+    assert [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE] == []
+    saved = assert_saved(out, "terminated", min_step=1)
+    assert "terminated by SIGTERM" in saved.message
+
+
+FAULTY_PARENT = textwrap.dedent("""
+    import sys, types
+    import asyncrl_lab as lab
+    from asyncrl_lab.algos import ALGORITHMS
+    from helpers import faulty_worker
+    if __name__ == "__main__":
+        real = ALGORITHMS[sys.argv[1]]
+        ALGORITHMS[sys.argv[1]] = types.SimpleNamespace(
+            build_shared=real.build_shared, make_network=real.make_network, worker=faulty_worker)
+        lab.train(sys.argv[1], env="CartPole-v1", workers=2, total_steps=10_000_000,
+                  progress=False, out=sys.argv[2])
+""")
+
+
+@pytest.mark.parametrize("faulty", ["a3c"], indirect=True)
+def test_a_second_sigterm_ends_the_parent_at_once(faulty, tmp_path):
+    """The first SIGTERM stops the run; while the parent waits for a worker that will not stop
+    (it hangs in an update, so the parent waits its full grace period), a second one ends it."""
+    faulty("update:hang:2")
+    proc = subprocess.Popen([sys.executable, "-c", FAULTY_PARENT, faulty.algo,
+                             str(tmp_path / "run")], env=subprocess_env(), stdout=subprocess.DEVNULL)
+    try:
+        _wait_for_file(faulty.markers / "hang.0")
+        workers = workers_of(proc.pid)
+        assert catches_signal(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 10
+        while catches_signal(proc.pid, signal.SIGTERM) and time.time() < deadline:
+            time.sleep(0.005)  # until the first one is handled
+        assert proc.poll() is None  # still waiting for the hung worker
+        t = time.time()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        assert time.time() - t < 1.0
+        assert proc.returncode == -signal.SIGTERM  # ended by the signal itself, not an exit
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        assert alive == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_a_diverging_loss_names_worker_and_step_and_keeps_the_last_good_checkpoint(faulty,
@@ -166,6 +259,28 @@ def test_poisoned_parameters_never_replace_the_last_good_checkpoint(faulty, tmp_
     assert "the partial run is saved" not in str(info.value)
     saved = assert_saved(out, "running")  # the last periodic checkpoint, taken mid-run
     assert saved.global_step >= 200
+    assert children_of() == []
+
+
+def test_a_checkpoint_writes_exactly_the_state_it_checked(faulty, tmp_path, monkeypatch):
+    """The shared parameters turn NaN right after the parent first reads them, as a worker's
+    poisoned update could make them at any moment: a save that checked one read of the live
+    network and wrote another would write NaN over the last good checkpoint, every time."""
+    real = ALGORITHMS[faulty("none:none")]
+
+    def build_shared(config, obs_shape, n_actions):
+        shared = real.build_shared(config, obs_shape, n_actions)
+        poison_after_first_read(shared["model"])
+        return shared
+
+    monkeypatch.setitem(ALGORITHMS, faulty.algo, types.SimpleNamespace(
+        build_shared=build_shared, make_network=real.make_network, worker=real.worker))
+    out = tmp_path / "run"
+    with pytest.warns(UserWarning, match="network's parameters .*not finite at global step"):
+        with pytest.raises(lab.WorkerError):  # the workers meet the NaN parameters
+            lab.train(faulty.algo, out=out, checkpoint_every=200, **SLOW)
+    saved = assert_saved(out, "running", min_step=200)  # the first periodic save, as it was read
+    assert saved.global_step < 10_000
     assert children_of() == []
 
 
@@ -207,8 +322,14 @@ def test_failing_periodic_checkpoints_warn_and_training_goes_on(faulty, tmp_path
 def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters():
     """Periodic saves read the shared parameters while workers update them. torch.isfinite reads
     each value twice, so on the live tensors a changing value could read as not finite and skip a
-    good checkpoint; the check reads a copy."""
+    good checkpoint; the check reads the run's snapshot."""
     model = lab.nets.ActorCritic((4,), 2).share_memory()
+    config = A3CConfig()
+    shared = {"model": model, "optimizer": make_optimizer(config, model.parameters())}
+
+    def snapshot_is_finite():
+        return non_finite_parts(_to_run("a3c", config, shared, Outcome())) == []
+
     context = torch.multiprocessing.get_context("spawn")
     stop, rewrites = context.Value("b", 0, lock=False), context.Value("l", 0, lock=False)
     tracker_was_running = _resource_tracker_running()
@@ -219,7 +340,7 @@ def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters
         while rewrites.value == 0 and time.time() < deadline:  # the writer starts up
             time.sleep(0.01)
         before = rewrites.value
-        checks = [parameters_are_finite(model) for _ in range(20_000)]
+        checks = [snapshot_is_finite() for _ in range(5_000)]
         assert rewrites.value - before > 1_000  # the writer was writing during the checks
     finally:
         stop.value = 1
@@ -231,4 +352,4 @@ def test_the_finite_check_before_a_save_holds_while_workers_write_the_parameters
         "as not finite"
     with torch.no_grad():
         model.value.bias.fill_(float("nan"))
-    assert not parameters_are_finite(model)
+    assert non_finite_parts(_to_run("a3c", config, shared, Outcome())) == ["the network's parameters"]

@@ -1,0 +1,179 @@
+"""The record of a run: its episodes and the staleness of its updates.
+
+`EpisodeLog` is what the parent fills while a run goes on; `History` is what a Run keeps.
+Both store columns in numpy arrays. The log takes 32 bytes an episode: a tuple of five Python
+numbers costs about 200, and a long run's parent would grow by that much for every episode.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+EPISODE_COLUMNS = ("worker", "global_step", "wall_time", "episode_return", "episode_length")
+_LOG_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int32)  # 32 bytes an episode
+_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
+
+
+class EpisodeLog:
+    """The episodes of a running training in arrival order, in growable columns.
+
+    It reads as a sequence of (worker, global_step, wall_time, episode_return, episode_length)
+    rows, as a `progress` callable sees `outcome.episodes`; `column(name)` gives one column
+    without building rows.
+    """
+
+    def __init__(self, capacity: int = 1024):
+        self._columns = [np.empty(capacity, dtype) for dtype in _LOG_DTYPES]
+        self._n = 0
+
+    def append(self, worker, global_step, wall_time, episode_return, episode_length):
+        if self._n == len(self._columns[0]):  # full: double, so appends stay O(1) on average
+            self._columns = [np.concatenate([c, np.empty_like(c)]) for c in self._columns]
+        for column, value in zip(self._columns,
+                                 (worker, global_step, wall_time, episode_return, episode_length)):
+            column[self._n] = value
+        self._n += 1
+
+    def __len__(self):
+        return self._n
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of the episodes so far (a read-only view)."""
+        view = self._columns[EPISODE_COLUMNS.index(name)][: self._n]
+        view.flags.writeable = False
+        return view
+
+    def columns(self) -> list:
+        return [self.column(name) for name in EPISODE_COLUMNS]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._n))]
+        if index < 0:
+            index += self._n
+        if not 0 <= index < self._n:
+            raise IndexError("episode index out of range")
+        return tuple(c[index].item() for c in self._columns)
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
+
+
+class History:
+    """Every finished episode (worker, global step, wall time, return, length), in arrival order,
+    and the staleness of every update (`staleness[k]`: updates applied with k other updates
+    landing between the worker's read of the parameters and its write).
+
+    `episodes` is an EpisodeLog or an iterable of rows."""
+
+    def __init__(self, episodes=(), staleness=None):
+        if isinstance(episodes, EpisodeLog):
+            columns = [c.astype(dtype) for c, dtype in zip(episodes.columns(), _DTYPES)]
+        else:
+            rows = np.array(list(episodes), dtype=np.float64).reshape(-1, len(EPISODE_COLUMNS))
+            columns = [rows[:, i].astype(dtype) for i, dtype in enumerate(_DTYPES)]
+        self.worker, self.global_step, self.wall_time, self.episode_return, \
+            self.episode_length = columns
+        self.staleness = np.zeros(0, np.int64) if staleness is None else np.asarray(staleness, np.int64)
+
+    def __len__(self):
+        return len(self.episode_return)
+
+    def __repr__(self):
+        return f"History({len(self)} episodes, {int(self.staleness.sum())} updates)"
+
+    def rolling_mean(self, window: int = 100) -> np.ndarray:
+        """Mean return of the last `window` episodes (fewer at the start), one value per episode."""
+        cumsum = np.concatenate([[0.0], np.cumsum(self.episode_return)])
+        idx = np.arange(1, len(self) + 1)
+        start = np.maximum(idx - window, 0)
+        return (cumsum[idx] - cumsum[start]) / (idx - start)
+
+    def first_reaching(self, threshold: float, window: int = 100):
+        """(global step, wall time) of the first episode at which the rolling mean of the last
+        `window` returns (a full window) reaches `threshold`; None if it never does."""
+        if len(self) < window:
+            return None
+        hits = np.flatnonzero(self.rolling_mean(window)[window - 1:] >= threshold)
+        if len(hits) == 0:
+            return None
+        i = hits[0] + window - 1
+        return int(self.global_step[i]), float(self.wall_time[i])
+
+    def of_worker(self, rank: int) -> "History":
+        """The episodes worker `rank` played (update staleness is not kept per worker)."""
+        return History(row for row in self.rows() if row[0] == rank)
+
+    def followed_by(self, later: "History", wall_offset: float) -> "History":
+        """This history, then `later`'s episodes (a resumed run's), whose wall times count from
+        `wall_offset`; the staleness counts add up."""
+        history = History(staleness=_add_counts(self.staleness, later.staleness))
+        history.worker, history.global_step, history.wall_time, history.episode_return, \
+            history.episode_length = (
+                np.concatenate([a, b + wall_offset if name == "wall_time" else b])
+                for name, a, b in zip(EPISODE_COLUMNS, self._columns(), later._columns()))
+        return history
+
+    def _columns(self):
+        return (self.worker, self.global_step, self.wall_time, self.episode_return,
+                self.episode_length)
+
+    def to_csv(self, path):
+        with atomic_path(path) as tmp:
+            self._write_csv(tmp)
+
+    def _write_csv(self, file):
+        with open(file, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(EPISODE_COLUMNS)
+            for row in self.rows():
+                writer.writerow([int(row[0]), int(row[1]), f"{row[2]:.4f}", repr(float(row[3])),
+                                 int(row[4])])
+
+    def rows(self) -> list:
+        """The episodes as (worker, global step, wall time, return, length) tuples."""
+        return list(zip(*self._columns()))
+
+    @classmethod
+    def from_csv(cls, path, staleness=None) -> "History":
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if tuple(header or ()) != EPISODE_COLUMNS:
+                raise ValueError(f"{path} is not a history file: its header is {header}, "
+                                 f"expected {list(EPISODE_COLUMNS)}")
+            return cls(([float(x) for x in row] for row in reader), staleness)
+
+
+def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    total = np.zeros(max(len(a), len(b)), dtype=np.int64)
+    total[: len(a)] += a
+    total[: len(b)] += b
+    return total
+
+
+class atomic_path:
+    """Yield a temporary path beside `path`; on success fsync and rename it over `path`."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __enter__(self) -> str:
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        os.close(fd)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            with contextlib.suppress(OSError):
+                os.remove(self.tmp)
+            return False
+        with open(self.tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        return False

@@ -1,0 +1,50 @@
+"""The record of a run: the parent's compact episode log and the History built from it."""
+import numpy as np
+import pytest
+
+from asyncrl_lab.history import EPISODE_COLUMNS, EpisodeLog, History
+
+
+def rows(n):
+    rng = np.random.default_rng(0)
+    return [(int(i % 3), 10 * i, 0.5 * i, float(rng.normal()), int(rng.integers(1, 500)))
+            for i in range(n)]
+
+
+def test_the_log_reads_as_the_rows_it_was_given_across_growth():
+    log, given = EpisodeLog(capacity=4), rows(1000)  # grows 8 times
+    for row in given:
+        log.append(*row)
+    assert len(log) == 1000
+    assert list(log) == given and log[-1] == given[-1] and log[-3:] == given[-3:]
+    assert log.column("episode_return").tolist() == [r[3] for r in given]
+    with pytest.raises(IndexError):
+        log[1000]
+    with pytest.raises(ValueError):
+        log.column("episode_return")[0] = 1.0  # a view of the log, not a copy to write
+
+
+def test_the_log_keeps_32_bytes_an_episode_and_at_most_doubles_it():
+    log = EpisodeLog(capacity=16)
+    for row in rows(5000):
+        log.append(*row)
+    allocated = sum(c.nbytes for c in log._columns)
+    assert 32 * 5000 <= allocated <= 2 * 32 * 5000
+
+
+def test_a_history_from_the_log_equals_one_from_its_rows():
+    log, given = EpisodeLog(), rows(300)
+    for row in given:
+        log.append(*row)
+    from_log, from_rows = History(log, staleness=[5, 2]), History(given, staleness=[5, 2])
+    for name in EPISODE_COLUMNS:
+        np.testing.assert_array_equal(getattr(from_log, name), getattr(from_rows, name))
+        assert getattr(from_log, name).dtype == getattr(from_rows, name).dtype
+    assert from_log.rows() == from_rows.rows() == given
+
+
+def test_a_resumed_history_continues_the_wall_time_and_adds_the_staleness():
+    first, later = History(rows(3), staleness=[4, 1]), History(rows(2), staleness=[2, 0, 1])
+    joined = first.followed_by(later, wall_offset=100.0)
+    assert joined.rows() == rows(3) + [(w, s, t + 100.0, r, n) for w, s, t, r, n in rows(2)]
+    assert joined.staleness.tolist() == [6, 1, 1]
