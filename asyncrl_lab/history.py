@@ -16,37 +16,47 @@ import numpy as np
 
 EPISODE_COLUMNS = ("worker", "global_step", "wall_time", "episode_return", "episode_length")
 _LOG_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int32)  # 32 bytes an episode
+_CHUNK = 4096  # episodes a chunk of the log holds (128 KiB)
 _DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
 
 
 class EpisodeLog:
-    """The episodes of a running training in arrival order, in growable columns.
+    """The episodes of a running training in arrival order, in columns.
+
+    Rows go into chunks of `_CHUNK` episodes, allocated once and never copied or freed: a log
+    that doubled one array would copy it and leave the freed halves to the allocator, and the
+    parent's memory would grow by more than the 32 bytes an episode takes.
 
     It reads as a sequence of (worker, global_step, wall_time, episode_return, episode_length)
     rows, as a `progress` callable sees `outcome.episodes`; `column(name)` gives one column
     without building rows.
     """
 
-    def __init__(self, capacity: int = 1024):
-        self._columns = [np.empty(capacity, dtype) for dtype in _LOG_DTYPES]
+    def __init__(self):
+        self._chunks: list[list[np.ndarray]] = []  # each: one array per column, _CHUNK rows
         self._n = 0
 
     def append(self, worker, global_step, wall_time, episode_return, episode_length):
-        if self._n == len(self._columns[0]):  # full: double, so appends stay O(1) on average
-            self._columns = [_grown(c) for c in self._columns]
-        for column, value in zip(self._columns,
+        i = self._n % _CHUNK
+        if i == 0:
+            self._chunks.append([np.empty(_CHUNK, dtype) for dtype in _LOG_DTYPES])
+        for column, value in zip(self._chunks[-1],
                                  (worker, global_step, wall_time, episode_return, episode_length)):
-            column[self._n] = value
+            column[i] = value
         self._n += 1
 
     def __len__(self):
         return self._n
 
-    def column(self, name: str) -> np.ndarray:
-        """One column of the episodes so far (a read-only view)."""
-        view = self._columns[EPISODE_COLUMNS.index(name)][: self._n]
-        view.flags.writeable = False
-        return view
+    def column(self, name: str, last: int | None = None) -> np.ndarray:
+        """A copy of one column: every episode so far, or the `last` ones."""
+        j = EPISODE_COLUMNS.index(name)
+        start = 0 if last is None else max(self._n - last, 0)
+        first = start // _CHUNK
+        parts = [chunk[j] for chunk in self._chunks[first:]]
+        if not parts:
+            return np.empty(0, _LOG_DTYPES[j])
+        return np.concatenate(parts)[start - first * _CHUNK: self._n - first * _CHUNK]
 
     def columns(self) -> list:
         return [self.column(name) for name in EPISODE_COLUMNS]
@@ -58,17 +68,11 @@ class EpisodeLog:
             index += self._n
         if not 0 <= index < self._n:
             raise IndexError("episode index out of range")
-        return tuple(c[index].item() for c in self._columns)
+        chunk = self._chunks[index // _CHUNK]
+        return tuple(c[index % _CHUNK].item() for c in chunk)
 
     def __iter__(self):
         return (self[i] for i in range(self._n))
-
-
-def _grown(column: np.ndarray) -> np.ndarray:
-    """Twice the room, only the filled half written: untouched pages take no memory."""
-    grown = np.empty(2 * len(column), column.dtype)
-    grown[: len(column)] = column
-    return grown
 
 
 class History:

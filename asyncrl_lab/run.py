@@ -272,7 +272,7 @@ class _StopAtReturn:
     def __call__(self, outcome: Outcome) -> bool:
         if self.threshold is None or len(outcome.episodes) < self.window:
             return False
-        mean = float(outcome.episodes.column("episode_return")[-self.window:].mean())
+        mean = float(outcome.episodes.column("episode_return", last=self.window).mean())
         if mean < self.threshold:
             return False
         outcome.message = (f"stopped early at global step {outcome.global_step:,}: the mean return "
@@ -420,7 +420,7 @@ class _ProgressBar:
                              f'<code>{text}</code>'}
 
     def __call__(self, outcome: Outcome, final: bool = False):
-        recent = outcome.episodes.column("episode_return")[-100:]
+        recent = outcome.episodes.column("episode_return", last=100)
         step = min(outcome.global_step, self.total)
         if self.handle is not None and (final or time.time() - self.last_update > 0.25):
             self.last_update = time.time()

@@ -11,25 +11,29 @@ def rows(n):
             for i in range(n)]
 
 
-def test_the_log_reads_as_the_rows_it_was_given_across_growth():
-    log, given = EpisodeLog(capacity=4), rows(1000)  # grows 8 times
+def test_the_log_reads_as_the_rows_it_was_given_across_its_chunks():
+    log, given = EpisodeLog(), rows(10_000)  # three chunks of 4,096
     for row in given:
         log.append(*row)
-    assert len(log) == 1000
-    assert list(log) == given and log[-1] == given[-1] and log[-3:] == given[-3:]
-    assert log.column("episode_return").tolist() == [r[3] for r in given]
+    assert len(log) == 10_000
+    assert list(log) == given and log[-1] == given[-1] and log[4094:4098] == given[4094:4098]
+    returns = [r[3] for r in given]
+    assert log.column("episode_return").tolist() == returns
+    for last in (1, 100, 4096, 6000, 20_000):
+        assert log.column("episode_return", last=last).tolist() == returns[-last:]
+    log.column("episode_return")[0] = 99.0  # a copy: the log keeps its values
+    assert log[0] == given[0]
     with pytest.raises(IndexError):
-        log[1000]
-    with pytest.raises(ValueError):
-        log.column("episode_return")[0] = 1.0  # a view of the log, not a copy to write
+        log[10_000]
+    assert EpisodeLog().column("global_step", last=100).tolist() == []
 
 
-def test_the_log_keeps_32_bytes_an_episode_and_at_most_doubles_it():
-    log = EpisodeLog(capacity=16)
-    for row in rows(5000):
+def test_the_log_takes_32_bytes_an_episode_plus_one_chunk():
+    log = EpisodeLog()
+    for row in rows(9000):
         log.append(*row)
-    allocated = sum(c.nbytes for c in log._columns)
-    assert 32 * 5000 <= allocated <= 2 * 32 * 5000
+    allocated = sum(c.nbytes for chunk in log._chunks for c in chunk)
+    assert 32 * 9000 <= allocated <= 32 * (9000 + 4096)
 
 
 def test_a_history_from_the_log_equals_one_from_its_rows():
