@@ -14,7 +14,7 @@ BOOK_INPUTS := $(shell find asyncrl_lab book/_ext results -type f -not -name '*.
 BOOK_STAMP := _build/.book-inputs
 CLEAR_BOOK := rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
 
-.PHONY: book test clean
+.PHONY: book test test-fast studies clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The suite without the tests marked slow (learning, fault injection, lifecycle, studies, the
+# book's build): for a developer's edit-test loop. CI runs `make test`.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+# Train the book's studies that are missing, incomplete or stale (all, or ONLY=name ...), into
+# results/studies/; a finished current run is never trained again.
+studies: $(STAMP)
+	$(PY) -m asyncrl_lab.book.studies $(ONLY)
 
 $(BOOK_STAMP): $(BOOK_INPUTS)
 	$(CLEAR_BOOK)

@@ -20,7 +20,8 @@ from .config import A2CConfig, A3CConfig, ACERConfig, AsyncConfig
 from .envs import make_env
 from .parallel import WorkerDied, WorkerError
 from .history import History
-from .run import Run, Terminated, load, train
+from .run import Run, load
+from .training import Terminated, train
 
 __all__ = ["A2CConfig", "A3CConfig", "ACERConfig", "AsyncConfig", "History", "Run", "Terminated",
            "WorkerDied", "WorkerError", "load", "make_env", "train"]

@@ -21,7 +21,8 @@ import argparse
 import dataclasses
 import sys
 
-from .config import CONFIGS
+from .algos import ALGORITHMS
+from .presets import PRESET_NAMES, PRESETS
 from .parallel import WorkerError
 
 
@@ -34,20 +35,18 @@ def _parse_bool(text: str) -> bool:
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_cls):
+    """One option per config field, its help the field's own sentence (config.option)."""
     for f in dataclasses.fields(config_cls):
         flag = "--steps" if f.name == "total_steps" else "--" + f.name.replace("_", "-")
-        default = f.default
-        if isinstance(default, bool):
-            kind = _parse_bool
-        elif isinstance(default, tuple):
+        default, doc = f.default, f.metadata["doc"].replace("%", "%%")
+        if isinstance(default, tuple):
             parser.add_argument(flag, dest=f.name, type=type(default[0]), nargs="+",
                                 default=argparse.SUPPRESS,
-                                help=f"(default: {' '.join(map(str, default))})")
+                                help=f"{doc} (default: {' '.join(map(str, default))})")
             continue
-        else:
-            kind = type(default)
+        kind = _parse_bool if isinstance(default, bool) else type(default)
         parser.add_argument(flag, dest=f.name, type=kind, default=argparse.SUPPRESS,
-                            help=f"(default: {default})")
+                            help=f"{doc} (default: {default})")
 
 
 def _add_run_options(parser: argparse.ArgumentParser, required_out: bool):
@@ -59,6 +58,20 @@ def _add_run_options(parser: argparse.ArgumentParser, required_out: bool):
                         help="end early once the mean return of the last 100 episodes reaches R")
     parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                         help="hide the progress bar")
+
+
+def _add_preset_option(parser: argparse.ArgumentParser):
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=argparse.SUPPRESS,
+                        help="start from the tuned settings for this algorithm and env where the "
+                             "package has them (tuned, the default), or from the paper's "
+                             "defaults (paper); the options given override either")
+
+
+def _presets_of(algo: str) -> str:
+    tuned = [f"{env}: " + " ".join(f"{k}={v}" for k, v in preset.settings.items())
+             for (name, env), preset in PRESETS.items() if name == algo]
+    return ("The defaults shown are the paper's. With --preset tuned (the default) these envs "
+            "start from tuned settings instead: " + "; ".join(tuned) + ".") if tuned else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,13 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-envs", dest="n_envs", type=int, default=argparse.SUPPRESS,
                        help="with --resume: A2C's number of environments")
     algos = train.add_subparsers(dest="algo", metavar="ALGO")
-    for name, config_cls in CONFIGS.items():
-        sub = algos.add_parser(name, help=config_cls.__doc__)
+    for name, module in ALGORITHMS.items():
+        summary = module.Config.__doc__.splitlines()[0]
+        sub = algos.add_parser(name, help=summary, description=summary, epilog=_presets_of(name))
         _add_run_options(sub, required_out=True)
-        _add_config_options(sub, config_cls)
+        _add_preset_option(sub)
+        _add_config_options(sub, module.Config)
     evaluate = commands.add_parser("evaluate", help="print the mean return of a saved run")
     evaluate.add_argument("run", help="directory written by `train --out`")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--episodes", type=int, default=10,
+                          help="episodes to play (default: 10)")
     evaluate.add_argument("--greedy", action="store_true", help="take the most likely action")
     return parser
 
@@ -93,7 +109,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "train":
             if args.algo is None and not getattr(args, "resume", None):
-                raise ValueError(f"name the algorithm to train ({', '.join(CONFIGS)}) or "
+                raise ValueError(f"name the algorithm to train ({', '.join(ALGORITHMS)}) or "
                                  "pass --resume RUN")
             options = {k: v for k, v in vars(args).items()
                        if k not in ("command", "algo", "no_progress", "resume")}

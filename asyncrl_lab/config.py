@@ -1,90 +1,124 @@
 """One dataclass per algorithm, validated on construction.
 
-A bad value raises a ValueError that names the field, the value and what is allowed, before any
-process starts. Defaults follow the paper (REFERENCE.md) where it gives one; values marked
-(impl) are common implementation defaults.
+Each field is declared once with `option(default, doc, check)`: its meaning, one sentence, is the
+CLI's `--help` text and the book's reference page (`describe`); its check runs on construction,
+so a bad value raises a ValueError that names the field, the value and what is allowed, before any
+process starts. Defaults follow the paper (REFERENCE.md) where it gives one; fields marked (impl)
+are common implementation defaults. The tuned settings per env live in `presets.py`.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 START_METHODS = ("spawn", "fork", "forkserver")
 OPTIMIZERS = ("rmsprop", "adam")
+
+
+class Check(NamedTuple):
+    """A test a field's value must pass, and the words for what it allows."""
+
+    ok: Callable[[object], bool]
+    allowed: str
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(low: int) -> Check:
+    return Check(lambda v: _is_int(v) and v >= low, f"an integer >= {low}")
+
+
+def number(ok: Callable[[float], bool], allowed: str) -> Check:
+    return Check(lambda v: _is_number(v) and ok(v), allowed)
+
+
+def one_of(choices: tuple) -> Check:
+    return Check(lambda v: v in choices, f"one of {choices}")
+
+
+FLAG = Check(lambda v: isinstance(v, bool), "True or False")
+POSITIVE = number(lambda v: v > 0, "a positive number")
+NON_NEGATIVE = number(lambda v: v >= 0, "a number >= 0")
+SIZES = Check(lambda v: isinstance(v, tuple) and len(v) > 0 and all(_is_int(h) and h >= 1 for h in v),
+              "a non-empty tuple of positive integers")
+PROBABILITIES = Check(lambda v: isinstance(v, tuple) and len(v) > 0 and all(
+    _is_number(p) and 0.0 <= p <= 1.0 for p in v), "a non-empty tuple of numbers in [0, 1]")
+ENV_ID = Check(lambda v: isinstance(v, str) and v != "",
+               "a Gymnasium environment id such as 'CartPole-v1'")
+
+
+def option(default, doc: str, check: Check | None = None):
+    """A config field: its default, its meaning in one sentence, and the check its value must pass."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "check": check})
+
+
+def with_default(parent: type, name: str, default):
+    """The field `name` of `parent` with another default: its meaning and check stay the same."""
+    inherited = parent.__dataclass_fields__[name].metadata
+    return dataclasses.field(default=default, metadata=inherited)
 
 
 def _fail(cls_name: str, name: str, value, allowed: str):
     raise ValueError(f"{cls_name}.{name}={value!r} is not allowed: {name} must be {allowed}")
 
 
-def _positive_int(config, key: str):
-    value = getattr(config, key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        _fail(type(config).__name__, key, value, "an integer >= 1")
-
-
 @dataclass(frozen=True)
 class Config:
     """Settings shared by every method: the environment, the budget, the optimizer, the network."""
 
-    env: str = "CartPole-v1"
-    total_steps: int = 200_000
-    seed: int = 0
-    gamma: float = 0.99
-    lr: float = 7e-4
-    lr_anneal: bool = True  # linearly to 0 at total_steps, as in the paper
-    optimizer: str = "rmsprop"
-    rmsprop_alpha: float = 0.99
-    optimizer_eps: float = 0.1  # (impl) suits shared RMSProp (eps outside the sqrt); use ~1e-8 with adam
-    max_grad_norm: float = 40.0  # (impl)
-    hidden_sizes: tuple = (64, 64)  # MLP trunk for vector observations; Atari uses the paper's conv net
-    sticky_actions: bool = False  # Atari: the paper has none; ALE v5 defaults to 0.25
-    episodic_life: bool = False  # Atari: a lost life ends the training episode
+    env: str = option("CartPole-v1", "Gymnasium environment id; ALE/...-v5 ids get the paper's "
+                      "Atari preprocessing.", ENV_ID)
+    total_steps: int = option(200_000, "Global steps T to train for, summed over all actors "
+                              "(on Atari one step is 4 frames).", integer(1))
+    seed: int = option(0, "Seed of the run; each worker's seed is derived from it.", integer(0))
+    gamma: float = option(0.99, "Discount factor of the returns.",
+                          number(lambda g: 0.0 < g <= 1.0, "in (0, 1]"))
+    lr: float = option(7e-4, "Learning rate at the start of training.", POSITIVE)
+    lr_anneal: bool = option(True, "Anneal the learning rate linearly to 0 at total_steps, as "
+                             "the paper does.", FLAG)
+    optimizer: str = option("rmsprop", "Optimizer of the shared parameters.", one_of(OPTIMIZERS))
+    rmsprop_alpha: float = option(0.99, "RMSProp's decay of its mean of squared gradients.",
+                                  number(lambda v: 0.0 < v < 1.0, "in (0, 1)"))
+    optimizer_eps: float = option(0.1, "Added to the optimizer's denominator, outside the square "
+                                  "root (impl; suits shared RMSProp; use ~1e-8 with adam).", POSITIVE)
+    max_grad_norm: float = option(40.0, "Gradients are clipped to this global norm before each "
+                                  "update (impl).", POSITIVE)
+    hidden_sizes: tuple = option((64, 64), "Widths of the MLP trunk for vector observations "
+                                 "(Atari uses the paper's conv net).", SIZES)
+    sticky_actions: bool = option(False, "Atari: repeat the previous action with probability "
+                                  "0.25 (ALE v5's default; the paper has none).", FLAG)
+    episodic_life: bool = option(False, "Atari: a lost life ends the training episode.", FLAG)
 
     def __post_init__(self):
-        name = type(self).__name__
-        ints = {
-            "total_steps": (self.total_steps, 1, "an integer >= 1"),
-            "seed": (self.seed, 0, "an integer >= 0"),
-        }
-        for key, (value, low, allowed) in ints.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                _fail(name, key, value, allowed)
-        self._check_float("gamma", lambda g: 0.0 < g <= 1.0, "in (0, 1]")
-        self._check_float("lr", lambda v: v > 0, "a positive number")
-        self._check_float("rmsprop_alpha", lambda v: 0.0 < v < 1.0, "in (0, 1)")
-        self._check_float("optimizer_eps", lambda v: v > 0, "a positive number")
-        self._check_float("max_grad_norm", lambda v: v > 0, "a positive number")
-        for key in ("lr_anneal", "sticky_actions", "episodic_life"):
-            if not isinstance(getattr(self, key), bool):
-                _fail(name, key, getattr(self, key), "True or False")
-        if self.optimizer not in OPTIMIZERS:
-            _fail(name, "optimizer", self.optimizer, f"one of {OPTIMIZERS}")
-        sizes = self._as_tuple("hidden_sizes")
-        if not (isinstance(sizes, tuple) and sizes and all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in sizes)):
-            _fail(name, "hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers")
-        if not isinstance(self.env, str) or not self.env:
-            _fail(name, "env", self.env, "a Gymnasium environment id such as 'CartPole-v1'")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list) and isinstance(f.default, tuple):
+                value = tuple(value)  # as JSON and the CLI give it
+                object.__setattr__(self, f.name, value)
+            check = f.metadata.get("check")
+            if check is not None and not check.ok(value):
+                _fail(type(self).__name__, f.name, value, check.allowed)
+        self._check()
+
+    def _check(self):
+        """Checks that involve more than one field, or more than the value itself."""
         from .envs import check_env_id  # deferred: imports gymnasium and ale_py
 
         check_env_id(self.env)
 
-    def _as_tuple(self, key):
-        """The field's value, a list (as JSON and the CLI give it) stored as a tuple."""
-        value = getattr(self, key)
-        if isinstance(value, list):
-            value = tuple(value)
-            object.__setattr__(self, key, value)
-        return value
-
-    def _check_float(self, key, ok, allowed):
-        value = getattr(self, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _fail(type(self).__name__, key, value, f"a number {allowed}")
-        if not math.isfinite(value) or not ok(value):
-            _fail(type(self).__name__, key, value, allowed)
+    @classmethod
+    def describe(cls) -> list[dict]:
+        """Every field: its name, type, default and meaning (the CLI's --help, the reference page)."""
+        return [{"name": f.name, "type": f.type if isinstance(f.type, str) else f.type.__name__,
+                 "default": f.default, "doc": f.metadata["doc"]} for f in dataclasses.fields(cls)]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -102,37 +136,25 @@ class Config:
 class AsyncConfig(Config):
     """Settings shared by every asynchronous method (one process per actor-learner)."""
 
-    workers: int = 2
-    shared_optimizer_stats: bool = True  # the paper's "shared RMSProp"; False: per-worker statistics
-    start_method: str = "spawn"
+    workers: int = option(2, "Actor-learner processes; each steps its own env.", integer(1))
+    shared_optimizer_stats: bool = option(True, "Share the optimizer's statistics between workers "
+                                          "(the paper's shared RMSProp); False: per worker.", FLAG)
+    start_method: str = option("spawn", "How worker processes start (multiprocessing).",
+                               one_of(START_METHODS))
 
-    def __post_init__(self):
-        super().__post_init__()
-        _positive_int(self, "workers")
-        if not isinstance(self.shared_optimizer_stats, bool):
-            _fail(type(self).__name__, "shared_optimizer_stats", self.shared_optimizer_stats,
-                  "True or False")
-        if self.start_method not in START_METHODS:
-            _fail(type(self).__name__, "start_method", self.start_method, f"one of {START_METHODS}")
+
+def _entropy_beta():
+    return option(0.01, "Weight beta of the policy's entropy bonus in the loss.", NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class A3CConfig(AsyncConfig):
     """Asynchronous advantage actor-critic, feed-forward (Algorithm S3)."""
 
-    t_max: int = 5
-    entropy_beta: float = 0.01
-    value_loss_coef: float = 0.5
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_actor_critic(self)
-
-
-def _check_actor_critic(config):
-    _positive_int(config, "t_max")
-    config._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
-    config._check_float("value_loss_coef", lambda v: v > 0, "a positive number")
+    t_max: int = option(5, "Steps of a rollout before each update (fewer where an episode ends).",
+                        integer(1))
+    entropy_beta: float = _entropy_beta()
+    value_loss_coef: float = option(0.5, "Weight of the value loss beside the policy's.", POSITIVE)
 
 
 @dataclass(frozen=True)
@@ -144,37 +166,34 @@ class ACERConfig(AsyncConfig):
     worker and replay from 10,000, critic loss coefficient 0.5, entropy 0.01.
     """
 
-    t_max: int = 20  # k: the steps of one on-policy segment (fewer where an episode ends)
-    entropy_beta: float = 0.01
-    q_loss_coef: float = 0.5  # weight of sum_i (Q_ret_i - Q(x_i, a_i))^2 / 2 in the loss
-    truncation_c: float = 10.0  # c: importance weights are truncated at c, the rest corrected
-    bias_correction: bool = True  # False: drop the correction term (an ablation)
-    trust_region: bool = True  # False: use g itself instead of its projection (an ablation)
-    trust_region_delta: float = 1.0  # delta: bound on the linearized KL to the average policy
-    average_decay: float = 0.99  # alpha: theta_a <- alpha * theta_a + (1 - alpha) * theta
-    replay_ratio: float = 4.0  # r: off-policy updates per on-policy update ~ Poisson(r)
-    # steps each worker's replay memory keeps, the oldest dropped; segments store their frame
-    # stacks whole, so on Atari the default takes about 1.5 GB per worker
-    replay_capacity: int = 50_000
-    replay_start: int = 10_000  # steps a worker's memory must hold before it replays
+    t_max: int = option(20, "k: the steps of one on-policy segment (fewer where an episode ends).",
+                        integer(1))
+    entropy_beta: float = _entropy_beta()
+    q_loss_coef: float = option(0.5, "Weight of sum_i (Q_ret_i - Q(x_i, a_i))^2 / 2 in the loss.",
+                                POSITIVE)
+    truncation_c: float = option(10.0, "c: importance weights are truncated at c and the rest "
+                                 "corrected.", POSITIVE)
+    bias_correction: bool = option(True, "Keep the bias-correction term (False: an ablation).", FLAG)
+    trust_region: bool = option(True, "Project the gradient onto the trust region (False: use "
+                                "it as it is, an ablation).", FLAG)
+    trust_region_delta: float = option(1.0, "delta: bound on the linearized KL divergence to the "
+                                       "average policy.", POSITIVE)
+    average_decay: float = option(0.99, "alpha: the average network moves as theta_a <- alpha "
+                                  "theta_a + (1 - alpha) theta.",
+                                  number(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
+    replay_ratio: float = option(4.0, "r: off-policy updates per on-policy update ~ Poisson(r).",
+                                 NON_NEGATIVE)
+    replay_capacity: int = option(50_000, "Steps each worker's replay memory keeps, the oldest "
+                                  "dropped (on Atari the default takes about 1.5 GB per worker).",
+                                  integer(1))
+    replay_start: int = option(10_000, "Steps a worker's memory must hold before it replays.",
+                               integer(0))
 
-    def __post_init__(self):
-        super().__post_init__()
-        _positive_int(self, "t_max")
-        _positive_int(self, "replay_capacity")
-        if isinstance(self.replay_start, bool) or not isinstance(self.replay_start, int) or \
-                not 0 <= self.replay_start <= self.replay_capacity:
+    def _check(self):
+        super()._check()
+        if self.replay_start > self.replay_capacity:
             _fail(type(self).__name__, "replay_start", self.replay_start,
                   f"an integer from 0 to replay_capacity ({self.replay_capacity})")
-        self._check_float("entropy_beta", lambda v: v >= 0, "a number >= 0")
-        self._check_float("q_loss_coef", lambda v: v > 0, "a positive number")
-        self._check_float("truncation_c", lambda v: v > 0, "a positive number")
-        self._check_float("trust_region_delta", lambda v: v > 0, "a positive number")
-        self._check_float("average_decay", lambda v: 0.0 <= v < 1.0, "in [0, 1)")
-        self._check_float("replay_ratio", lambda v: v >= 0, "a number >= 0")
-        for key in ("bias_correction", "trust_region"):
-            if not isinstance(getattr(self, key), bool):
-                _fail(type(self).__name__, key, getattr(self, key), "True or False")
 
 
 @dataclass(frozen=True)
@@ -189,18 +208,18 @@ class A2CConfig(Config):
     after 1.5M Pong steps with eps 3e-3 here).
     """
 
-    n_envs: int = 16
-    t_max: int = 5
-    entropy_beta: float = 0.01
-    value_loss_coef: float = 0.5
-    optimizer_eps: float = 1e-5
-    max_grad_norm: float = 0.5
-    device: str = "auto"  # "auto": CUDA when torch sees a GPU, else CPU; or "cpu", "cuda", "cuda:1"
+    n_envs: int = option(16, "Environments stepped together as one vector.", integer(1))
+    t_max: int = with_default(A3CConfig, "t_max", 5)
+    entropy_beta: float = _entropy_beta()
+    value_loss_coef: float = with_default(A3CConfig, "value_loss_coef", 0.5)
+    optimizer_eps: float = with_default(Config, "optimizer_eps", 1e-5)
+    max_grad_norm: float = with_default(Config, "max_grad_norm", 0.5)
+    device: str = option("auto", "Where the network runs: 'auto' (CUDA when torch sees a GPU, "
+                         "else CPU), 'cpu', 'cuda' or 'cuda:N'.",
+                         Check(lambda v: isinstance(v, str), "a device name"))
 
-    def __post_init__(self):
-        super().__post_init__()
-        _positive_int(self, "n_envs")
-        _check_actor_critic(self)
+    def _check(self):
+        super()._check()
         from .nets import resolve_device  # deferred: imports torch
 
         try:
@@ -218,38 +237,31 @@ class QConfig(AsyncConfig):
     are 1M steps and its target network update every 40,000 frames is every 10,000 steps.
     """
 
-    epsilon_anneal_steps: int = 1_000_000  # epsilon falls linearly from 1 to its final value
-    final_epsilons: tuple = (0.1, 0.01, 0.5)  # each worker draws its final epsilon from these
-    final_epsilon_probs: tuple = (0.4, 0.3, 0.3)  # with these probabilities
-    target_update_interval: int = 10_000  # I_target: theta^- <- theta every this many global steps
+    epsilon_anneal_steps: int = option(1_000_000, "Steps over which epsilon falls linearly from 1 "
+                                       "to the worker's final value.", integer(1))
+    final_epsilons: tuple = option((0.1, 0.01, 0.5), "The final epsilons a worker draws its own "
+                                   "from.", PROBABILITIES)
+    final_epsilon_probs: tuple = option((0.4, 0.3, 0.3), "The probability of drawing each final "
+                                        "epsilon.", PROBABILITIES)
+    target_update_interval: int = option(10_000, "I_target: theta^- <- theta every this many "
+                                         "global steps.", integer(1))
 
-    def __post_init__(self):
-        super().__post_init__()
+    def _check(self):
+        super()._check()
         name = type(self).__name__
-        _positive_int(self, "epsilon_anneal_steps")
-        _positive_int(self, "target_update_interval")
-        for key in ("final_epsilons", "final_epsilon_probs"):
-            value = self._as_tuple(key)
-            if not (isinstance(value, tuple) and value and all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                    and 0.0 <= v <= 1.0 for v in value)):
-                _fail(name, key, value, "a non-empty tuple of numbers in [0, 1]")
+        if abs(sum(self.final_epsilon_probs) - 1.0) > 1e-6:
+            _fail(name, "final_epsilon_probs", self.final_epsilon_probs, "probabilities summing to 1")
         if len(self.final_epsilon_probs) != len(self.final_epsilons):
             _fail(name, "final_epsilon_probs", self.final_epsilon_probs,
                   f"one probability per final epsilon ({len(self.final_epsilons)} of them)")
-        if abs(sum(self.final_epsilon_probs) - 1.0) > 1e-6:
-            _fail(name, "final_epsilon_probs", self.final_epsilon_probs, "probabilities summing to 1")
 
 
 @dataclass(frozen=True)
 class OneStepQConfig(QConfig):
     """Asynchronous one-step Q-learning (Algorithm S1)."""
 
-    async_update_interval: int = 5  # I_AsyncUpdate: steps of accumulated gradients per update
-
-    def __post_init__(self):
-        super().__post_init__()
-        _positive_int(self, "async_update_interval")
+    async_update_interval: int = option(5, "I_AsyncUpdate: steps of accumulated gradients per "
+                                        "update.", integer(1))
 
 
 @dataclass(frozen=True)
@@ -261,23 +273,9 @@ class OneStepSarsaConfig(OneStepQConfig):
 class NStepQConfig(QConfig):
     """Asynchronous n-step Q-learning (Algorithm S2)."""
 
-    t_max: int = 5
-
-    def __post_init__(self):
-        super().__post_init__()
-        _positive_int(self, "t_max")
+    t_max: int = with_default(A3CConfig, "t_max", 5)
 
 
-CONFIGS = {"one_step_q": OneStepQConfig, "one_step_sarsa": OneStepSarsaConfig,
-           "n_step_q": NStepQConfig, "a3c": A3CConfig, "a2c": A2CConfig, "acer": ACERConfig}
-
-
-def config_for(algo: str) -> type:
-    """The config class of an algorithm name, or a ValueError listing the known ones."""
-    if not isinstance(algo, str) or algo.lower() not in CONFIGS:
-        raise ValueError(f"unknown algorithm {algo!r}; available: {sorted(CONFIGS)}")
-    return CONFIGS[algo.lower()]
-
-
-__all__ = ["A2CConfig", "ACERConfig", "AsyncConfig", "A3CConfig", "Config", "CONFIGS", "NStepQConfig",
-           "OneStepQConfig", "OneStepSarsaConfig", "QConfig", "config_for"]
+__all__ = ["A2CConfig", "ACERConfig", "AsyncConfig", "A3CConfig", "Check", "Config",
+           "NStepQConfig", "OneStepQConfig", "OneStepSarsaConfig", "QConfig", "option",
+           "with_default"]

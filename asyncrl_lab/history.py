@@ -12,9 +12,22 @@ import os
 import tempfile
 from pathlib import Path
 
+from typing import NamedTuple
+
 import numpy as np
 
-EPISODE_COLUMNS = ("worker", "global_step", "wall_time", "episode_return", "episode_length")
+
+class Episode(NamedTuple):
+    """One finished episode, as a worker reports it and a history row reads."""
+
+    worker: int  # the worker's rank (A2C: the env's index)
+    global_step: int  # T when it ended
+    wall_time: float  # seconds since the run started
+    episode_return: float
+    episode_length: int
+
+
+EPISODE_COLUMNS = Episode._fields
 _LOG_DTYPES = (np.int32, np.int64, np.float64, np.float64, np.int32)  # 32 bytes an episode
 _CHUNK = 4096  # episodes a chunk of the log holds (128 KiB)
 _DTYPES = (np.int64, np.int64, np.float64, np.float64, np.int64)
@@ -27,21 +40,19 @@ class EpisodeLog:
     that doubled one array would copy it and leave the freed halves to the allocator, and the
     parent's memory would grow by more than the 32 bytes an episode takes.
 
-    It reads as a sequence of (worker, global_step, wall_time, episode_return, episode_length)
-    rows, as a `progress` callable sees `outcome.episodes`; `column(name)` gives one column
-    without building rows.
+    It reads as a sequence of `Episode` rows, as a `progress` callable sees `outcome.episodes`;
+    `column(name)` gives one column without building rows.
     """
 
     def __init__(self):
         self._chunks: list[list[np.ndarray]] = []  # each: one array per column, _CHUNK rows
         self._n = 0
 
-    def append(self, worker, global_step, wall_time, episode_return, episode_length):
+    def append(self, episode: Episode):
         i = self._n % _CHUNK
         if i == 0:
             self._chunks.append([np.empty(_CHUNK, dtype) for dtype in _LOG_DTYPES])
-        for column, value in zip(self._chunks[-1],
-                                 (worker, global_step, wall_time, episode_return, episode_length)):
+        for column, value in zip(self._chunks[-1], episode):
             column[i] = value
         self._n += 1
 
@@ -69,7 +80,7 @@ class EpisodeLog:
         if not 0 <= index < self._n:
             raise IndexError("episode index out of range")
         chunk = self._chunks[index // _CHUNK]
-        return tuple(c[index % _CHUNK].item() for c in chunk)
+        return Episode(*(c[index % _CHUNK].item() for c in chunk))
 
     def __iter__(self):
         return (self[i] for i in range(self._n))

@@ -41,12 +41,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from .history import EpisodeLog
+from .history import Episode, EpisodeLog
 
 _FLUSH_EVERY_S = 0.5  # how often workers send update statistics to the parent
 _GRACE_S = 2.0  # how long workers get to stop on their own before they are terminated
@@ -82,6 +83,65 @@ class Outcome:
         if len(counts) > len(self.staleness):
             self.staleness = np.pad(self.staleness, (0, len(counts) - len(self.staleness)))
         self.staleness[: len(counts)] += counts
+
+
+class Context(Protocol):
+    """What an algorithm's loop (`worker(ctx)`, or A2C's `coordinator(ctx)`) may use of the run.
+
+    `WorkerContext` implements it (as `AsyncContext`) in each worker process, over shared memory;
+    `CoordinatorContext` in the caller's process for the synchronous A2C.
+    """
+
+    rank: int  # this worker's index (the coordinator: 0)
+    name: str  # "worker r" or "the coordinator", for messages
+    seed: int  # this worker's own seed, derived from the run's
+    config: object  # the algorithm's config
+    shared: dict  # what every worker shares: "model", "optimizer", and the algorithm's own
+    model: torch.nn.Module  # shared["model"], the global network theta
+    optimizer: object  # shared["optimizer"]
+
+    @property
+    def global_step(self) -> int:
+        """T, the global step counter."""
+
+    def running(self) -> bool:
+        """False once T reaches total_steps or the run is asked to stop."""
+
+    def add_steps(self, n: int) -> int:
+        """T <- T + n; returns the new T."""
+
+    def apply_gradients(self, local_model: torch.nn.Module, lr: float):
+        """Clip the local network's gradients and apply them to the shared parameters."""
+
+    def episode(self, episode_return: float, length: int, actor: int | None = None):
+        """Report a finished episode; `actor` names the env that played it where one loop steps
+        several (A2C's env index), else it is the context's rank."""
+
+
+class AsyncContext(Context, Protocol):
+    """An asynchronous worker's context: the contract, plus the read of the shared parameters."""
+
+    def sync(self, local_model: torch.nn.Module):
+        """theta' <- theta: copy the shared parameters into the worker's local network."""
+
+
+# What a worker sends its parent over its pipe, besides `history.Episode`s.
+class _Ready(NamedTuple):
+    rank: int
+
+
+class _Done(NamedTuple):
+    rank: int
+
+
+class _Raised(NamedTuple):
+    rank: int
+    traceback: str
+
+
+class _Staleness(NamedTuple):
+    rank: int
+    counts: list  # counts[k]: updates applied with k other updates between read and write
 
 
 class WorkerContext:
@@ -151,14 +211,14 @@ class WorkerContext:
         if time.time() - self._last_flush > _FLUSH_EVERY_S:
             self.flush()
 
-    def episode(self, episode_return: float, length: int):
+    def episode(self, episode_return: float, length: int, actor: int | None = None):
         """Report a finished episode to the parent."""
-        self._conn.send(("episode", self.rank, self.global_step, time.time() - self._t0,
-                         float(episode_return), int(length)))
+        self._conn.send(Episode(self.rank if actor is None else actor, self.global_step,
+                                time.time() - self._t0, float(episode_return), int(length)))
 
     def flush(self):
         if self._staleness:
-            self._conn.send(("staleness", self.rank, np.bincount(self._staleness).tolist()))
+            self._conn.send(_Staleness(self.rank, np.bincount(self._staleness).tolist()))
             self._staleness.clear()
         self._last_flush = time.time()
 
@@ -180,15 +240,15 @@ def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     ctx = WorkerContext(rank, seed, config, shared, counters, conn, parent_pid, t0)
-    conn.send(("ready", rank))
+    conn.send(_Ready(rank))
     try:
         worker_fn(ctx)
         ctx.flush()
-        conn.send(("done", rank))
+        conn.send(_Done(rank))
     except BaseException:
         counters[2][0] = 1  # tell the others to stop now
         with contextlib.suppress(OSError):
-            conn.send(("error", rank, traceback.format_exc()))
+            conn.send(_Raised(rank, traceback.format_exc()))
         sys.exit(1)
 
 
@@ -379,21 +439,21 @@ def _drain(open_readers: dict, outcome: Outcome, done: set, until_eof=False):
     for reader, rank in list(open_readers.items()):
         try:
             while reader.poll(0.05 if until_eof else 0):
-                message = reader.recv()
-                kind = message[0]
-                if kind == "episode":
-                    outcome.episodes.append(*message[1:])
-                elif kind == "staleness":
-                    outcome.add_staleness(message[2])
-                elif kind == "ready":
-                    outcome.ready.add(rank)
-                elif kind == "done":
-                    done.add(rank)
-                elif kind == "error":
-                    done.add(rank)
-                    failure = failure or WorkerError(
-                        f"worker {rank} raised an exception; the other workers were stopped.\n"
-                        f"Worker {rank}'s traceback:\n{message[2]}", rank, message[2])
+                match reader.recv():
+                    case Episode() as episode:
+                        outcome.episodes.append(episode)
+                    case _Staleness(counts=counts):
+                        outcome.add_staleness(counts)
+                    case _Ready():
+                        outcome.ready.add(rank)
+                    case _Done():
+                        done.add(rank)
+                    case _Raised(traceback=worker_traceback):
+                        done.add(rank)
+                        failure = failure or WorkerError(
+                            f"worker {rank} raised an exception; the other workers were stopped.\n"
+                            f"Worker {rank}'s traceback:\n{worker_traceback}", rank,
+                            worker_traceback)
         except (EOFError, OSError):
             del open_readers[reader]
             reader.close()
@@ -460,10 +520,11 @@ class CoordinatorContext:
         self.optimizer.step([p.grad for p in params], lr)
         self._outcome.updates += 1
 
-    def episode(self, env_index: int, episode_return: float, length: int):
+    def episode(self, episode_return: float, length: int, actor: int | None = None):
         """Record a finished episode; the history's worker column holds the env's index."""
-        self._outcome.episodes.append(env_index, self._step, time.time() - self._t0,
-                                      float(episode_return), int(length))
+        self._outcome.episodes.append(Episode(self.rank if actor is None else actor, self._step,
+                                              time.time() - self._t0, float(episode_return),
+                                              int(length)))
 
     def _update_outcome(self) -> Outcome:
         outcome = self._outcome

@@ -1,28 +1,22 @@
-"""`train` and `load`, and the Run they return: history, model, evaluate, plot, save."""
+"""The Run that `train` returns and `load` reads back: what was learned and how it went, and its
+checkpoint format (checkpoint.pt, history.csv, config.json in one directory)."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
-import math
-import tempfile
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .algos import ALGORITHMS
-from .config import Config, config_for
-from .envs import env_spaces, make_env
+from .algos import algorithm
+from .config import Config
+from .envs import make_env
 from .history import History, atomic_path
 from .nets import make_actor
-from .parallel import Outcome, WorkerError, run_coordinator, run_workers
 
 CHECKPOINT_FORMAT = 1
-_SIGTERM_EXIT_CODE = 128 + 15  # what a shell reports for a process ended by SIGTERM
 
 
 @dataclass
@@ -77,7 +71,7 @@ class Run:
 
     def plot(self, window: int = 100):
         """Learning curves: episode returns and their rolling mean vs global step and vs wall time."""
-        from .plots import plot_learning_curves
+        from .curves import plot_learning_curves  # matplotlib loads only when a figure is drawn
 
         return plot_learning_curves(self, window=window)
 
@@ -129,8 +123,9 @@ def load(path) -> Run:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{str(file)!r} is not an asyncrl_lab checkpoint of format "
                          f"{CHECKPOINT_FORMAT}")
-    config = config_for(ckpt["algo"]).from_dict(ckpt["config"])
-    model = ALGORITHMS[ckpt["algo"]].make_network(config, tuple(ckpt["obs_shape"]), ckpt["n_actions"])
+    module = algorithm(ckpt["algo"])
+    config = module.Config.from_dict(ckpt["config"])
+    model = module.make_network(config, tuple(ckpt["obs_shape"]), ckpt["n_actions"])
     model.load_state_dict(ckpt["model"])
     staleness = ckpt["staleness"].numpy()
     history_file = file.parent / "history.csv"
@@ -139,171 +134,6 @@ def load(path) -> Run:
     return Run(ckpt["algo"], config, model, history, ckpt["status"], ckpt["global_step"],
                ckpt["wall_time"], ckpt["message"], ckpt["optimizer"],
                ckpt.get("shared_modules", {}))
-
-
-def train(algo: str | None = None, env: str | None = None, workers: int | None = None,
-          total_steps: int | None = None, seed: int | None = None, *, progress=True,
-          out=None, checkpoint_every: int | None = None, resume=None,
-          stop_at_return: float | None = None, **options) -> Run:
-    """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c", "a2c", "acer") on a
-    Gymnasium env id with `workers` processes for `total_steps` global steps (A2C: one process
-    stepping `n_envs` environments; it takes no `workers`). Further keyword options are the
-    fields of the algorithm's config (e.g. t_max, lr, entropy_beta, target_update_interval); a
-    bad value raises ValueError before any process starts.
-
-    `progress`: True for a progress bar (steps/s, recent mean return), False for none, or a
-    callable that receives the run's state so far (`.global_step`, `.wall_time`, `.episodes`)
-    about five times a second, such as `plots.LiveCurve`.
-
-    `out`: a directory to save the run into when training ends, however it ends, and, with
-    `checkpoint_every=N`, every N global steps on the way. A failed save warns and training goes
-    on; the previous save stays intact.
-
-    `resume`: a directory saved by an earlier run (or a Run). Training continues from its global
-    step, learning-rate schedule, optimizer statistics and history, up to `total_steps` (which
-    may be raised); `workers` may change, nothing else. `out` defaults to that directory.
-
-    `stop_at_return`: end the run early, as finished, once the mean return of the last 100
-    episodes reaches this value (for time-to-threshold measurements).
-
-    Ctrl-C (or "interrupt kernel") stops the workers and returns the partial run. SIGTERM
-    stops them too, saves the run to `out` with status "terminated" and raises `Terminated`,
-    which ends a script as SIGTERM would (exit status 143); a second SIGTERM ends the process at
-    once. A failing worker raises WorkerError; its `.run` holds the partial run.
-    """
-    if not (isinstance(progress, bool) or callable(progress)):
-        raise ValueError(f"progress must be True, False or a callable, not {progress!r}")
-    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(
-            checkpoint_every, int) or checkpoint_every < 1):
-        raise ValueError(f"checkpoint_every must be an integer >= 1, not {checkpoint_every!r}")
-    if stop_at_return is not None and (isinstance(stop_at_return, bool) or not isinstance(
-            stop_at_return, (int, float)) or not math.isfinite(stop_at_return)):
-        raise ValueError(f"stop_at_return must be a finite number, not {stop_at_return!r}")
-    if checkpoint_every is not None and out is None and resume is None:
-        raise ValueError("checkpoint_every needs a directory to save into: pass out=...")
-    given = {"env": env, "workers": workers, "total_steps": total_steps, "seed": seed}
-    given = {k: v for k, v in given.items() if v is not None}
-    previous = None
-    if resume is not None:
-        previous = resume if isinstance(resume, Run) else load(resume)
-        out = resume if out is None and not isinstance(resume, Run) else out
-        config = _resumed_config(algo, previous, {**given, **options})
-        algo = previous.algo
-    else:
-        if algo is None:
-            raise ValueError("name the algorithm to train (one of "
-                             f"{sorted(ALGORITHMS)}), or pass resume=<run directory>")
-        if "workers" in given and str(algo).lower() == "a2c":
-            raise ValueError("a2c is synchronous: one process steps n_envs environments, so it "
-                             "has no workers; pass n_envs=... (the number of environments)")
-        config = config_for(algo).from_dict({**given, **options})
-        algo = algo.lower()
-    if out is not None:
-        _check_writable(out)
-    obs_shape, n_actions = env_spaces(config.env, sticky_actions=config.sticky_actions,
-                                      episodic_life=config.episodic_life)
-    module = ALGORITHMS[algo]
-    torch.manual_seed(config.seed)
-    shared = module.build_shared(config, obs_shape, n_actions)
-    if previous is not None:
-        shared["model"].load_state_dict(previous.model.state_dict())
-        shared["optimizer"].load_state_dict(previous.optimizer_state)
-        for name, state in previous.shared_modules.items():
-            shared[name].load_state_dict(state)
-
-    start_step = previous.global_step if previous is not None else 0
-
-    def snapshot(outcome: Outcome) -> Run:
-        return _to_run(algo, config, shared, outcome, previous)
-
-    bar = _ProgressBar(config.total_steps, enabled=progress is True, start=start_step)
-    report = progress if callable(progress) else bar
-    checkpoints = _Checkpoints(out, checkpoint_every, snapshot, start_step)
-
-    def on_progress(outcome: Outcome):
-        report(outcome)
-        checkpoints(outcome)
-
-    outcome = None
-    try:
-        if hasattr(module, "coordinator"):  # synchronous (A2C): one loop in this process
-            outcome = run_coordinator(module.coordinator, config, shared, progress=on_progress,
-                                      start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
-        else:
-            outcome = run_workers(module.worker, config, shared, progress=on_progress,
-                                  start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
-    except WorkerError as err:
-        outcome = err.outcome
-        err.run = snapshot(err.outcome)
-        if checkpoints.final(err.run):
-            err.args = (f"{err.args[0]}\nthe partial run is saved in {str(out)!r}",)
-        raise
-    finally:
-        bar.close(outcome)
-    run = snapshot(outcome)
-    checkpoints.final(run)
-    if run.status in ("interrupted", "terminated"):
-        warnings.warn(f"training {run.status} at global step {run.global_step} of "
-                      f"{config.total_steps}; "
-                      + ("returning the partial run" if run.status == "interrupted" else "exiting")
-                      + f" ({len(run.history)} episodes)"
-                      + (f", saved to {str(out)!r}" if out is not None else ""), stacklevel=2)
-    if run.status == "terminated":
-        raise Terminated(run)
-    return run
-
-
-class Terminated(SystemExit):
-    """Raised by `train` after a SIGTERM stopped and saved the run; uncaught, it ends the process
-    with status 143, as the signal would have. `.run` is the partial run."""
-
-    def __init__(self, run: Run):
-        super().__init__(_SIGTERM_EXIT_CODE)
-        self.run = run
-
-
-class _StopAtReturn:
-    """True, with a message on the outcome, once the last `window` episodes' mean return reaches
-    the threshold (never if it is None)."""
-
-    def __init__(self, threshold: float | None, window: int = 100):
-        self.threshold, self.window = threshold, window
-
-    def __call__(self, outcome: Outcome) -> bool:
-        if self.threshold is None or len(outcome.episodes) < self.window:
-            return False
-        mean = float(outcome.episodes.column("episode_return", last=self.window).mean())
-        if mean < self.threshold:
-            return False
-        outcome.message = (f"stopped early at global step {outcome.global_step:,}: the mean return "
-                           f"of the last {self.window} episodes reached {mean:.1f} (threshold "
-                           f"{self.threshold})")
-        return True
-
-
-def _check_writable(out):
-    """Fail before training, not after it, if the run cannot be saved where the user asked."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as err:
-        raise ValueError(f"cannot save the run in {str(out)!r}: {err.strerror or err}") from None
-
-
-def _resumed_config(algo, previous: Run, changes: dict):
-    if algo is not None and algo.lower() != previous.algo:
-        raise ValueError(f"cannot resume a {previous.algo!r} run as {algo!r}: the checkpoint "
-                         f"was written by {previous.algo!r}")
-    changed = {k for k, v in changes.items() if getattr(previous.config, k, None) != v}
-    fixed = sorted(changed - {"total_steps", "workers", "n_envs"})
-    if fixed:
-        raise ValueError(f"a resumed run keeps its settings; only total_steps and workers (A2C: "
-                         f"n_envs) may change, not {fixed}")
-    config = type(previous.config).from_dict({**previous.config.to_dict(), **changes})
-    if config.total_steps <= previous.global_step:
-        raise ValueError(f"the run to resume is already at global step {previous.global_step:,}; "
-                         f"pass total_steps greater than that (got {config.total_steps:,})")
-    return config
 
 
 def non_finite_parts(run: Run) -> list[str]:
@@ -319,129 +149,3 @@ def non_finite_parts(run: Run) -> list[str]:
 def _tensors(state):
     for value in state.values():
         yield from (value if isinstance(value, (list, tuple)) else [value])
-
-
-class _Checkpoints:
-    """Save the run into `out` every `every` global steps and at the end.
-
-    A failed save warns and lets training go on (the previous save is intact). A run whose state
-    is no longer finite is never saved, so it cannot replace the last good checkpoint. The check
-    and the file read the same snapshot, the Run's own copy of the shared state (see `_to_run`).
-    """
-
-    def __init__(self, out, every, snapshot, start_step: int):
-        self.out, self.every, self.snapshot = out, every, snapshot
-        self.next = self._after(start_step)
-
-    def _after(self, step: int):
-        """The first multiple of `every` past `step`: saves land on a fixed grid of steps."""
-        return (step // self.every + 1) * self.every if self.every else None
-
-    def __call__(self, outcome: Outcome):
-        if self.out is None or self.next is None or outcome.global_step < self.next:
-            return
-        self.next = self._after(outcome.global_step)
-        self._save(self.snapshot(outcome))
-
-    def final(self, run: Run) -> bool:
-        """Save the run as it ended; True if it was saved."""
-        return self.out is not None and self._save(run)
-
-    def _save(self, run: Run) -> bool:
-        bad = non_finite_parts(run)
-        if bad:
-            warnings.warn(f"{' and '.join(bad)} {'are' if len(bad) > 1 else 'is'} not finite at "
-                          f"global step {run.global_step:,}; not saving over {str(self.out)!r}, "
-                          "which keeps the last good checkpoint", stacklevel=3)
-            return False
-        try:
-            run.save(self.out)
-        except OSError as err:
-            warnings.warn(f"checkpoint at global step {run.global_step:,} failed: {err}",
-                          stacklevel=3)
-            return False
-        return True
-
-
-def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None) -> Run:
-    """The Run so far, holding one copy of every shared module's state, on the CPU; a resumed
-    run's history and wall time continue the previous ones.
-
-    Workers may still be writing the shared tensors. A checkpoint checks its state for finite
-    values and then writes it: reading the live tensors twice would let a network poisoned in
-    between pass the check and be written over the last good checkpoint. So both read this copy.
-    """
-    with torch.no_grad():
-        model = copy.deepcopy(shared["model"]).cpu()
-        optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
-                           for k, v in shared["optimizer"].state_dict().items()}  # copies
-        shared_modules = {name: {k: v.to("cpu", copy=True) for k, v in module.state_dict().items()}
-                          for name, module in shared.items()
-                          if name != "model" and isinstance(module, torch.nn.Module)}
-    history, wall_time = History(outcome.episodes, outcome.staleness), outcome.wall_time
-    if previous is not None:
-        history = previous.history.followed_by(history, previous.wall_time)
-        wall_time += previous.wall_time
-    return Run(algo, config, model, history, outcome.status, outcome.global_step, wall_time,
-               outcome.message, optimizer_state, shared_modules)
-
-
-class _ProgressBar:
-    """Progress of the global step, with steps/s and the recent mean return.
-
-    In a terminal: a tqdm bar. In a Jupyter kernel: one output line (an HTML progress bar and
-    its text) updated in place, a few times a second. Unlike a widget it needs no JavaScript, so
-    the executed notebook, and the static book built from it, keep the final state.
-    """
-
-    def __init__(self, total: int, enabled: bool, start: int = 0):
-        self.total, self.start, self.bar, self.handle = total, start, None, None
-        self.last_update = 0.0
-        if not enabled:
-            return
-        if _in_jupyter_kernel():
-            from IPython.display import display
-
-            self.handle = display(self._bundle(start, 0.0, ()), raw=True, display_id=True)
-        else:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="step", unit_scale=True,
-                            smoothing=0.1, dynamic_ncols=True)
-
-    def _bundle(self, step: int, seconds: float, recent) -> dict:
-        text = (f"T = {step:,} / {self.total:,} steps ({step / self.total:.0%}), {seconds:.1f} s, "
-                f"{(step - self.start) / max(seconds, 1e-9):,.0f} steps/s")
-        if len(recent):
-            text += f", mean return of the last {len(recent)} episodes {np.mean(recent):.1f}"
-        return {"text/plain": text,
-                "text/html": f'<progress value="{step}" max="{self.total}" '
-                             f'style="width: 40%; vertical-align: middle"></progress> '
-                             f'<code>{text}</code>'}
-
-    def __call__(self, outcome: Outcome, final: bool = False):
-        recent = outcome.episodes.column("episode_return", last=100)
-        step = min(outcome.global_step, self.total)
-        if self.handle is not None and (final or time.time() - self.last_update > 0.25):
-            self.last_update = time.time()
-            self.handle.update(self._bundle(step, outcome.wall_time, recent), raw=True)
-        elif self.bar is not None:
-            self.bar.update(step - self.bar.n)
-            if len(recent):
-                self.bar.set_postfix_str(f"return(last {len(recent)})={np.mean(recent):.1f}",
-                                         refresh=False)
-
-    def close(self, outcome: Outcome | None = None):
-        if outcome is not None:
-            self(outcome, final=True)
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _in_jupyter_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "IPKernelApp" in shell.config

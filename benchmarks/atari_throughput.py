@@ -58,7 +58,7 @@ def raw_vector_env_rate(steps: int) -> float:
 
 
 def ours_rate(steps: int) -> float:
-    from asyncrl_lab.experiments import training_rate
+    from asyncrl_lab.book.experiments import training_rate
 
     _, rate = training_rate("a2c", env=ENV_ID, n_envs=N_ENVS, total_steps=steps, seed=0,
                             warmup=WARMUP)

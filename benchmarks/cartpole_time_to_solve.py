@@ -25,7 +25,10 @@ import time
 from collections import deque
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import A2C_CARTPOLE, A3C_CARTPOLE, ACER_CARTPOLE
+from asyncrl_lab.presets import preset_settings
+A2C_CARTPOLE = preset_settings("a2c", "CartPole-v1")
+A3C_CARTPOLE = preset_settings("a3c", "CartPole-v1")
+ACER_CARTPOLE = preset_settings("acer", "CartPole-v1")
 
 THRESHOLD, WINDOW = 475.0, 100
 SETTINGS = {"a3c": dict(A3C_CARTPOLE, workers=2, total_steps=250_000),

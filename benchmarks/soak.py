@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import A3C_CARTPOLE
+from asyncrl_lab.presets import preset_settings
+A3C_CARTPOLE = preset_settings("a3c", "CartPole-v1")
 
 MB = 2**20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import env_steps_per_second, steady_rate
+from asyncrl_lab.book.experiments import env_steps_per_second, steady_rate
 
 
 def a3c_rates(workers: int, steps: int, t_max: int) -> tuple[float, float]:

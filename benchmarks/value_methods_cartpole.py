@@ -16,7 +16,9 @@ import statistics
 import sys
 
 import asyncrl_lab as lab
-from asyncrl_lab.experiments import CARTPOLE, steady_rate
+from asyncrl_lab.book.experiments import steady_rate
+from asyncrl_lab.presets import preset_settings
+CARTPOLE = {algo: preset_settings(algo, "CartPole-v1") for algo in ("one_step_q", "one_step_sarsa", "n_step_q", "a3c")}
 
 METHODS = ("one_step_q", "one_step_sarsa", "n_step_q")
 

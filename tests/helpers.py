@@ -261,7 +261,7 @@ class InProcessContext:
         self.steps += n
         return self.steps
 
-    def episode(self, *args):
+    def episode(self, episode_return, length, actor=None):
         pass
 
     @torch.no_grad()

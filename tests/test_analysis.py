@@ -2,11 +2,14 @@
 import numpy as np
 import pytest
 
-from asyncrl_lab.analysis import (actor_batches, autocorrelation, collect_streams,
-                                  effective_sample_size, replay_batches)
-from asyncrl_lab.experiments import budget, curves_on_grid, quick_mode, steady_rate
+from asyncrl_lab.book.analysis import (actor_batches, autocorrelation, collect_streams,
+                                       effective_sample_size, replay_batches)
+from asyncrl_lab.book.experiments import budget, quick_mode, solve_summary, steady_rate
+from asyncrl_lab.book.plots import plot_steps_and_time
 from asyncrl_lab.config import A3CConfig
-from asyncrl_lab.run import History, Run
+from asyncrl_lab.curves import curves_on_grid
+from asyncrl_lab.history import History
+from asyncrl_lab.run import Run
 
 
 def test_independent_samples_are_worth_the_batch_size():
@@ -82,6 +85,28 @@ def test_curves_on_grid_steps_through_the_rolling_mean():
     assert by_time[0, 0] == 3.0
     with pytest.raises(ValueError, match="global_step' or 'wall_time"):
         curves_on_grid([run], [1], x="episodes")
+
+
+def test_solve_summary_counts_the_runs_that_reached_the_threshold():
+    solved_late = fake_run([(0, 10 * k, k, 2.0 * k, 1) for k in range(1, 6)])  # 6 at T=30
+    solved_early = fake_run([(0, 10 * k, k, 10.0, 1) for k in range(1, 6)])  # 10 from T=10
+    never = fake_run([(0, 10 * k, k, 1.0, 1) for k in range(1, 6)])
+    summary = solve_summary([solved_late, solved_early, never], threshold=6.0, window=1)
+    assert summary == {"solved": 2, "runs": 3, "median_steps": 20.0, "median_seconds": 2.0,
+                       "median_final": 10.0}
+    nobody = solve_summary([never], threshold=6.0, window=1)
+    assert nobody["solved"] == 0 and nobody["median_steps"] is None
+
+
+def test_the_two_panel_figure_is_steps_then_time():
+    import matplotlib
+    matplotlib.use("Agg")
+    run = fake_run([(0, 10 * k, 0.5 * k, float(k), 1) for k in range(1, 6)])
+    fig = plot_steps_and_time({"A3C": [run]}, threshold=4, title="t", window=1)
+    left, right = fig.axes
+    assert left.get_xlabel() == "global step T" and right.get_xlabel() == "wall time (s)"
+    np.testing.assert_array_equal(left.lines[0].get_ydata()[-1:], [5.0])
+    assert right.get_xlim()[1] < 10 and fig._suptitle.get_text() == "t"
 
 
 def test_steady_rate_leaves_out_start_up():

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import asyncrl_lab as lab
-import asyncrl_lab.run as run_module
+import asyncrl_lab.training as training_module
 from asyncrl_lab.__main__ import main
 
 
@@ -23,7 +23,7 @@ def saved_run(tmp_path_factory):
 def no_process_may_start(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a worker process was started for bad input")
-    monkeypatch.setattr(run_module, "run_workers", refuse)
+    monkeypatch.setattr(training_module, "run_workers", refuse)
 
 
 def corrupt(saved_run, tmp_path, how):
@@ -80,7 +80,7 @@ API_CASES = [
      dict(algo="n_step_q", final_epsilon_probs=(0.4, 0.3, 0.2)), ValueError,
      r"final_epsilon_probs=\(0.4, 0.3, 0.2\) .* summing to 1"),
     ("value method: one probability per epsilon",
-     dict(algo="one_step_sarsa", final_epsilon_probs=(0.5, 0.5)), ValueError,
+     dict(algo="one_step_sarsa", preset="paper", final_epsilon_probs=(0.5, 0.5)), ValueError,
      r"one probability per final epsilon \(3 of them\)"),
     ("value method: zero target interval", dict(algo="n_step_q", target_update_interval=0),
      ValueError, r"target_update_interval=0 .* integer >= 1"),
@@ -102,6 +102,8 @@ API_CASES = [
      r"ACERConfig.truncation_c=0 .* positive"),
     ("ACER: trust region not a flag", dict(algo="acer", trust_region="no"), ValueError,
      r"ACERConfig.trust_region='no' .* True or False"),
+    ("unknown preset", {**CARTPOLE, "preset": "fast"}, ValueError,
+     r"preset='fast': must be one of \('tuned', 'paper'\)"),
     ("resume a missing run", dict(resume="MISSING"), FileNotFoundError, r"no asyncrl_lab run at"),
     ("resume as another algorithm", dict(algo="acer", resume="SAVED"), ValueError,
      r"cannot resume a 'a3c' run as 'acer'"),
@@ -148,6 +150,7 @@ CLI_CASES = [
     (["train", "a3c", "--env", "Pendulum-v1", "--out", "OUT"], 1, r"discrete action space"),
     (["train", "a3c", "--workers", "two", "--out", "OUT"], 2, r"invalid int value: 'two'"),
     (["train", "a4c", "--out", "OUT"], 2, r"invalid choice: 'a4c'"),
+    (["train", "a3c", "--preset", "fast", "--out", "OUT"], 2, r"--preset: invalid choice: 'fast'"),
     (["train", "a3c"], 2, r"the following arguments are required: --out"),
     (["train"], 1, r"error: name the algorithm to train \(one_step_q, one_step_sarsa, n_step_q, "
                    r"a3c, a2c, acer\) or pass --resume"),

@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 import helpers
+from asyncrl_lab.algos import config_for
 from helpers import subprocess_env
+
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 ROOT = Path(helpers.ROOT)
 
@@ -23,7 +26,7 @@ JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 def chapters():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    return [f for f in files if f not in ("book/references", "book/build_report")]
+    return [f for f in files if f not in ("book/references", "book/build_report", "book/api")]
 
 
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).
@@ -75,8 +78,10 @@ def test_chapter_has_algorithms_solutions_real_code_and_citations(quick_book, ch
 def test_the_a3c_chapter_shows_measured_runs(quick_book):
     page = (quick_book / "html" / "book" / "a3c.html").read_text()
     assert re.search(r"T = [\d,]+ / [\d,]+ steps \(100%\)", page)  # the final progress line
-    assert re.search(r"\d+ of \d+ seeds reached a rolling mean of 475", page)
-    assert "def worker(ctx: WorkerContext)" in re.sub(r"<[^>]+>", "", page)
+    text = re.sub(r"<[^>]+>", "", page)
+    assert re.search(r"\d+ of \d+ seeds reached a rolling mean of 475", text)
+    assert re.search(r"Study a3c_cartpole: \d+ runs .* at commit [0-9a-f]{10}", text)
+    assert "def worker(ctx: AsyncContext)" in text
 
 
 def test_the_build_report_lists_every_chapter_with_its_run_time(quick_book):
@@ -84,6 +89,15 @@ def test_the_build_report_lists_every_chapter_with_its_run_time(quick_book):
                                                         "build_report.html").read_text()))
     for chapter in MIN_FIGURES:  # document, modified, method, run time (s), status
         assert re.search(rf"{chapter} [\d-]+ [\d:]+ cache \d+\.?\d* ✅", text), chapter
+
+
+def test_the_reference_page_gives_every_option_its_sentence(quick_book):
+    text = re.sub(r"<[^>]+>", " ", (quick_book / "html" / "book" / "api.html").read_text())
+    for algo in ("one_step_q", "n_step_q", "a3c", "a2c", "acer"):
+        for field in config_for(algo).describe():
+            assert field["doc"].split()[0] in text and field["name"] in text, (algo, field)
+    assert "Steps of a rollout before each update" in text and "--entropy-beta" in text
+    assert "Preset" in text and "CartPole-v1" in text
 
 
 def test_references_resolve(quick_book):

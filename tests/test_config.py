@@ -2,7 +2,12 @@
 import pytest
 
 import asyncrl_lab as lab
-from asyncrl_lab.config import A3CConfig
+import asyncrl_lab.training as training
+from asyncrl_lab.__main__ import build_parser
+from asyncrl_lab.algos import ALGORITHMS, config_for
+from asyncrl_lab.config import A2CConfig, A3CConfig
+from asyncrl_lab.parallel import Outcome
+from asyncrl_lab.presets import PRESETS, preset_settings
 
 from helpers import children_of
 
@@ -54,3 +59,73 @@ def test_train_rejects_bad_input_before_starting_processes():
 def test_config_round_trips_through_a_dict():
     config = A3CConfig(t_max=7, hidden_sizes=(32,))
     assert A3CConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.fixture
+def configs_of_runs(monkeypatch):
+    """The config of each run `train` would start, with no process started."""
+    started = []
+
+    def record(worker, config, shared, **kwargs):
+        started.append(config)
+        return Outcome(status="finished")
+    monkeypatch.setattr(training, "run_workers", record)
+    return started
+
+
+def test_train_starts_from_the_tuned_preset_and_options_override_it(configs_of_runs):
+    tuned = preset_settings("a3c", "CartPole-v1")
+    assert tuned, "A3C has a CartPole preset"
+    lab.train("a3c", env="CartPole-v1", workers=1, progress=False)
+    lab.train("a3c", env="CartPole-v1", workers=1, progress=False, lr=1e-4)
+    lab.train("a3c", env="CartPole-v1", workers=1, progress=False, preset="paper")
+    default, overridden, paper = configs_of_runs
+    assert {k: getattr(default, k) for k in tuned} == tuned
+    assert overridden.lr == 1e-4 and overridden.t_max == tuned["t_max"]
+    assert paper == A3CConfig(env="CartPole-v1", workers=1)
+
+
+def test_an_env_without_a_preset_starts_from_the_papers_values(configs_of_runs):
+    assert preset_settings("a3c", "Acrobot-v1") == {}
+    lab.train("a3c", env="Acrobot-v1", workers=1, progress=False)
+    assert configs_of_runs == [A3CConfig(env="Acrobot-v1", workers=1)]
+
+
+def test_an_unknown_preset_is_refused():
+    with pytest.raises(ValueError, match=r"preset='best': must be one of \('tuned', 'paper'\)"):
+        lab.train("a3c", preset="best", progress=False)
+
+
+def test_every_preset_is_a_valid_config_with_a_source():
+    for (algo, env), preset in PRESETS.items():
+        config_for(algo)(env=env, **preset.settings)
+        assert preset.source
+
+
+def test_every_field_says_what_it_means():
+    for module in ALGORITHMS.values():
+        for field in module.Config.describe():
+            assert field["doc"].endswith(".") and len(field["doc"].split()) >= 4, field
+
+
+def test_a_subclass_default_keeps_the_fields_meaning_and_check():
+    assert A2CConfig.__dataclass_fields__["max_grad_norm"].default == 0.5
+    assert (A2CConfig.__dataclass_fields__["max_grad_norm"].metadata
+            == A3CConfig.__dataclass_fields__["max_grad_norm"].metadata)
+    with pytest.raises(ValueError, match=r"A2CConfig.max_grad_norm=0 .* positive"):
+        A2CConfig(max_grad_norm=0)
+
+
+def test_every_cli_option_has_a_sentence_of_help():
+    parser = build_parser()
+    train = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    algos = next(a for a in train._actions if a.dest == "algo").choices
+    assert set(algos) == set(ALGORITHMS)
+    for name, sub in algos.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                words = (action.help or "").split("(default")[0].split()
+                assert len(words) >= 3, f"{name} {action.option_strings}: {action.help!r}"
+    text = algos["a3c"].format_help()
+    assert "Steps of a rollout before each update" in text and "(default: 5)" in text
+    assert "CartPole-v1: t_max=" in text  # the tuned preset is named where the defaults differ

@@ -19,10 +19,13 @@ from asyncrl_lab.algos import ALGORITHMS
 from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import Outcome, _resource_tracker_running, _stop_resource_tracker
-from asyncrl_lab.run import _to_run, non_finite_parts
+from asyncrl_lab.run import non_finite_parts
+from asyncrl_lab.training import _to_run
 
 from helpers import (catches_signal, children_of, poison_after_first_read,
                      rewrite_parameters_until, subprocess_env, when, workers_of)
+
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 SLOW = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=10_000_000, progress=False)
 
@@ -42,7 +45,7 @@ def faulty(request, monkeypatch, tmp_path):
     monkeypatch.setenv("ASYNCRL_FAULT", "none:none")
     real = ALGORITHMS[algo]
     monkeypatch.setitem(ALGORITHMS, algo, types.SimpleNamespace(
-        build_shared=real.build_shared, make_network=real.make_network,
+        Config=real.Config, build_shared=real.build_shared, make_network=real.make_network,
         worker=__import__("helpers").faulty_worker))
 
     def inject(fault):
@@ -204,7 +207,8 @@ FAULTY_PARENT = textwrap.dedent("""
     if __name__ == "__main__":
         real = ALGORITHMS[sys.argv[1]]
         ALGORITHMS[sys.argv[1]] = types.SimpleNamespace(
-            build_shared=real.build_shared, make_network=real.make_network, worker=faulty_worker)
+            Config=real.Config, build_shared=real.build_shared, make_network=real.make_network,
+            worker=faulty_worker)
         lab.train(sys.argv[1], env="CartPole-v1", workers=2, total_steps=10_000_000,
                   progress=False, out=sys.argv[2])
 """)
@@ -274,7 +278,8 @@ def test_a_checkpoint_writes_exactly_the_state_it_checked(faulty, tmp_path, monk
         return shared
 
     monkeypatch.setitem(ALGORITHMS, faulty.algo, types.SimpleNamespace(
-        build_shared=build_shared, make_network=real.make_network, worker=real.worker))
+        Config=real.Config, build_shared=build_shared, make_network=real.make_network,
+        worker=real.worker))
     out = tmp_path / "run"
     with pytest.warns(UserWarning, match="network's parameters .*not finite at global step"):
         with pytest.raises(lab.WorkerError):  # the workers meet the NaN parameters

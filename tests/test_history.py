@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from asyncrl_lab.history import EPISODE_COLUMNS, EpisodeLog, History
+from asyncrl_lab.history import EPISODE_COLUMNS, Episode, EpisodeLog, History
 
 
 def rows(n):
@@ -14,7 +14,7 @@ def rows(n):
 def test_the_log_reads_as_the_rows_it_was_given_across_its_chunks():
     log, given = EpisodeLog(), rows(10_000)  # three chunks of 4,096
     for row in given:
-        log.append(*row)
+        log.append(Episode(*row))
     assert len(log) == 10_000
     assert list(log) == given and log[-1] == given[-1] and log[4094:4098] == given[4094:4098]
     returns = [r[3] for r in given]
@@ -31,7 +31,7 @@ def test_the_log_reads_as_the_rows_it_was_given_across_its_chunks():
 def test_the_log_takes_32_bytes_an_episode_plus_one_chunk():
     log = EpisodeLog()
     for row in rows(9000):
-        log.append(*row)
+        log.append(Episode(*row))
     allocated = sum(c.nbytes for chunk in log._chunks for c in chunk)
     assert 32 * 9000 <= allocated <= 32 * (9000 + 4096)
 
@@ -39,7 +39,7 @@ def test_the_log_takes_32_bytes_an_episode_plus_one_chunk():
 def test_a_history_from_the_log_equals_one_from_its_rows():
     log, given = EpisodeLog(), rows(300)
     for row in given:
-        log.append(*row)
+        log.append(Episode(*row))
     from_log, from_rows = History(log, staleness=[5, 2]), History(given, staleness=[5, 2])
     for name in EPISODE_COLUMNS:
         np.testing.assert_array_equal(getattr(from_log, name), getattr(from_rows, name))

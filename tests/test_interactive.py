@@ -1,7 +1,7 @@
 """The book's widget controls call the experiment with the sliders' values, when they should."""
 import ipywidgets as widgets
 
-from asyncrl_lab.interactive import show_controls
+from asyncrl_lab.book.interactive import show_controls
 
 
 def test_run_button_calls_the_experiment_with_the_slider_values():

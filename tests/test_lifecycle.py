@@ -18,6 +18,8 @@ from asyncrl_lab.parallel import run_workers
 
 from helpers import ROOT, children_of, staggered_updates, subprocess_env, when, workers_of
 
+pytestmark = pytest.mark.slow  # make test-fast leaves it out
+
 # About 1,000 steps/s per worker: 60 s if nothing stops it, far longer than any test waits.
 LONG = dict(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000, progress=False)
 

@@ -24,7 +24,7 @@ def lr_log(monkeypatch, tmp_path):
     monkeypatch.setenv("ASYNCRL_FAULT", "none:none")
     real = ALGORITHMS["a3c"]
     monkeypatch.setitem(ALGORITHMS, "a3c", types.SimpleNamespace(
-        build_shared=real.build_shared, make_network=real.make_network, worker=faulty_worker))
+        Config=real.Config, build_shared=real.build_shared, make_network=real.make_network, worker=faulty_worker))
 
     def read():
         rows = [tuple(map(float, line.split())) for f in markers.glob("lr.*")

@@ -17,7 +17,7 @@ from ..envs import make_vector_env
 from ..losses import actor_critic_loss
 from ..nets import ActorCritic, resolve_device
 from ..optim import gradient_update, make_optimizer
-from ..parallel import CoordinatorContext
+from ..parallel import Context
 from ..returns import batched_n_step_returns
 
 def make_network(config: Config, obs_shape, n_actions) -> ActorCritic:
@@ -38,7 +38,7 @@ def sample_actions(logits: torch.Tensor, rng: np.random.Generator) -> np.ndarray
     return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1)
 
 
-def coordinator(ctx: CoordinatorContext):
+def coordinator(ctx: Context):
     config: Config = ctx.config
     model = ctx.model
     device = next(model.parameters()).device
@@ -69,7 +69,7 @@ def coordinator(ctx: CoordinatorContext):
                     end_values[t][cut] = last.cpu().numpy()
                 global_step = ctx.add_steps(n)                  # T <- T + 1 for each env's step
                 for env_index, episode_return, length in finished:
-                    ctx.episode(env_index, episode_return, length)
+                    ctx.episode(episode_return, length, actor=env_index)
             states[t_max] = obs
             # one batched pass over the rollouts and the state after them (R = V(s_t) to bootstrap)
             logits, values = model(torch.as_tensor(states, device=device).flatten(0, 1))

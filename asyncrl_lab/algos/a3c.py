@@ -12,7 +12,7 @@ from ..envs import make_env
 from ..losses import actor_critic_loss
 from ..nets import ActorCritic, make_actor
 from ..optim import gradient_update, make_optimizer
-from ..parallel import WorkerContext
+from ..parallel import AsyncContext
 from ..returns import bootstrap_value, n_step_returns
 
 
@@ -26,7 +26,7 @@ def build_shared(config: Config, obs_shape, n_actions) -> dict:
     return {"model": model, "optimizer": make_optimizer(config, model.parameters())}
 
 
-def worker(ctx: WorkerContext):
+def worker(ctx: AsyncContext):
     config: Config = ctx.config
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)

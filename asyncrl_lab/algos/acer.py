@@ -19,7 +19,7 @@ from ..envs import make_env
 from ..losses import acer_policy_objective, average_kl_gradient, trust_region_projection
 from ..nets import ActorQCritic, make_actor, sample_index
 from ..optim import gradient_update, make_optimizer
-from ..parallel import WorkerContext
+from ..parallel import AsyncContext
 from ..returns import bootstrap_value, retrace_targets
 
 
@@ -91,7 +91,7 @@ class AveragePolicy:
         torch._foreach_lerp_(self._params, self._model_params, 1.0 - self.alpha)
 
 
-def acer_update(ctx: WorkerContext, local: ActorQCritic, average: AveragePolicy, segment: Segment,
+def acer_update(ctx: AsyncContext, local: ActorQCritic, average: AveragePolicy, segment: Segment,
                 global_step: int):
     """Algorithm 2 for one segment, with theta' = `local` already synchronized with theta."""
     config: Config = ctx.config
@@ -129,7 +129,7 @@ def acer_update(ctx: WorkerContext, local: ActorQCritic, average: AveragePolicy,
     average.soft_update()  # theta_a <- alpha theta_a + (1 - alpha) theta
 
 
-def worker(ctx: WorkerContext):
+def worker(ctx: AsyncContext):
     config: Config = ctx.config
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from ..config import NStepQConfig as Config
 from ..envs import make_env
-from ..parallel import WorkerContext
+from ..parallel import AsyncContext
 from ..returns import bootstrap_value, n_step_returns
 from ..value_methods import EpsilonGreedy, TargetNetwork, build_shared, make_network, q_update
 
 __all__ = ["Config", "build_shared", "make_network", "worker"]
 
 
-def worker(ctx: WorkerContext):
+def worker(ctx: AsyncContext):
     config: Config = ctx.config
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
                    episodic_life=config.episodic_life)

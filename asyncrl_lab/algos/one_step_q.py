@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from ..config import OneStepQConfig as Config
 from ..envs import make_env
-from ..parallel import WorkerContext
+from ..parallel import AsyncContext
 from ..returns import q_learning_target
 from ..value_methods import EpsilonGreedy, TargetNetwork, build_shared, make_network, q_update
 
 __all__ = ["Config", "build_shared", "make_network", "one_step_worker", "worker"]
 
 
-def one_step_worker(ctx: WorkerContext, one_step_target):
+def one_step_worker(ctx: AsyncContext, one_step_target):
     """Algorithm S1 with `one_step_target(r, terminated, Q(s', .; theta^-), a', gamma)` as y."""
     config = ctx.config
     env = make_env(config.env, seed=ctx.seed, sticky_actions=config.sticky_actions,
@@ -57,5 +57,5 @@ def one_step_worker(ctx: WorkerContext, one_step_target):
     env.close()
 
 
-def worker(ctx: WorkerContext):
+def worker(ctx: AsyncContext):
     one_step_worker(ctx, q_learning_target)

@@ -6,7 +6,7 @@ The loop is one-step Q-learning's (`one_step_q.one_step_worker`); only the targe
 from __future__ import annotations
 
 from ..config import OneStepSarsaConfig as Config
-from ..parallel import WorkerContext
+from ..parallel import AsyncContext
 from ..returns import sarsa_target
 from ..value_methods import build_shared, make_network
 from .one_step_q import one_step_worker
@@ -14,5 +14,5 @@ from .one_step_q import one_step_worker
 __all__ = ["Config", "build_shared", "make_network", "worker"]
 
 
-def worker(ctx: WorkerContext):
+def worker(ctx: AsyncContext):
     one_step_worker(ctx, sarsa_target)

@@ -1,41 +1,18 @@
-"""Figures drawn from a Run's history."""
+"""The book's figures of several runs: seeds, workers, speed-ups, staleness."""
 from __future__ import annotations
 
-import time
 import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .history import History
-
-
-def plot_learning_curves(run, window: int = 100):
-    """Episode returns (faint) and their rolling mean vs global step and vs wall time."""
-    history = run.history
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
-    mean = history.rolling_mean(window)
-    for ax, x, label in ((axes[0], history.global_step, "global step T"),
-                         (axes[1], history.wall_time, "wall time (s)")):
-        ax.plot(x, history.episode_return, ".", ms=2, alpha=0.25, color="C0")
-        ax.plot(x, mean, color="C0", label=f"mean of last {window} episodes")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("episode return")
-    axes[0].legend(loc="lower right")
-    actors = (f"{run.config.n_envs} envs" if run.algo == "a2c"
-              else f"{run.config.workers} workers")
-    fig.suptitle(f"{run.algo.upper()} on {run.config.env}, {actors} ({run.status})")
-    fig.tight_layout()
-    return fig
+from ..curves import curves_on_grid
 
 
 def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int = 100,
                      threshold: float | None = None, points: int = 200, ax=None):
     """For each label, the median over seeds of the rolling-mean return vs `x` ("global_step" or
     "wall_time"), with a band from the lowest to the highest seed."""
-    from .experiments import curves_on_grid
-
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
     for i, (label, runs) in enumerate(runs_by_label.items()):
@@ -117,35 +94,16 @@ def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
     return ax
 
 
-class LiveCurve:
-    """A `progress` callback for `train` that redraws the learning curve in the notebook about
-    once a second, so a reader watches the run learn."""
 
-    def __init__(self, total_steps: int, title: str = "", every_s: float = 1.0, ylim=None):
-        self.total_steps, self.title, self.every_s, self.ylim = total_steps, title, every_s, ylim
-        self._last = 0.0
 
-    def __call__(self, outcome):
-        from IPython.display import clear_output, display
-
-        if time.time() - self._last < self.every_s:
-            return
-        self._last = time.time()
-        history = History(outcome.episodes)
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.plot(history.global_step, history.episode_return, ".", ms=2, alpha=0.4)
-        if len(history):
-            ax.plot(history.global_step, history.rolling_mean(20), lw=1.5,
-                    label="mean of the last 20 episodes")
-            ax.legend(loc="upper left", fontsize="small")
-        ax.set_xlim(0, self.total_steps)
-        if self.ylim:
-            ax.set_ylim(*self.ylim)
-        ax.set_xlabel("global step T")
-        ax.set_ylabel("episode return")
-        ax.set_title(f"{self.title}  T={outcome.global_step:,}, "
-                     f"{outcome.global_step / max(outcome.wall_time, 1e-9):,.0f} steps/s")
-        ax.grid(alpha=0.3)
-        clear_output(wait=True)
-        display(fig)
-        plt.close(fig)
+def plot_steps_and_time(runs_by_label: dict, *, threshold: float | None = None, title: str = "",
+                        window: int = 100):
+    """The book's two-panel figure: `plot_seed_curves` against global steps (left) and against
+    wall time (right), sharing the return axis."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, x in zip(axes, ("global_step", "wall_time")):
+        plot_seed_curves(runs_by_label, x=x, threshold=threshold, window=window, ax=ax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .envs import make_env
+from ..envs import make_env
 
 
 def collect_streams(env_id: str, n_actors: int, steps: int, seed: int = 0,

@@ -1,0 +1,84 @@
+"""Learning curves of a run: the figure `Run.plot` draws, the live curve a notebook redraws while
+training, and curves sampled on a common grid so that runs of different lengths can be compared."""
+from __future__ import annotations
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .history import History
+
+
+def plot_learning_curves(run, window: int = 100):
+    """Episode returns (faint) and their rolling mean vs global step and vs wall time."""
+    history = run.history
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    mean = history.rolling_mean(window)
+    for ax, x, label in ((axes[0], history.global_step, "global step T"),
+                         (axes[1], history.wall_time, "wall time (s)")):
+        ax.plot(x, history.episode_return, ".", ms=2, alpha=0.25, color="C0")
+        ax.plot(x, mean, color="C0", label=f"mean of last {window} episodes")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("episode return")
+    axes[0].legend(loc="lower right")
+    actors = (f"{run.config.n_envs} envs" if run.algo == "a2c"
+              else f"{run.config.workers} workers")
+    fig.suptitle(f"{run.algo.upper()} on {run.config.env}, {actors} ({run.status})")
+    fig.tight_layout()
+    return fig
+
+
+def curves_on_grid(runs, grid, *, x: str = "global_step", window: int = 100) -> np.ndarray:
+    """Each run's rolling-mean return (last `window` episodes) as a step function of `x`
+    ("global_step" or "wall_time") evaluated on `grid`: shape (len(runs), len(grid)).
+    NaN before a run's first episode and after its last."""
+    if x not in ("global_step", "wall_time"):
+        raise ValueError(f"x must be 'global_step' or 'wall_time', not {x!r}")
+    grid = np.asarray(grid, dtype=np.float64)
+    out = np.full((len(runs), len(grid)), np.nan)
+    for row, run in zip(out, runs):
+        # episodes are in arrival order; two workers' reports can cross by a few steps
+        xs = np.maximum.accumulate(getattr(run.history, x)) if len(run.history) else []
+        if len(xs) == 0:
+            continue
+        mean = run.history.rolling_mean(window)
+        idx = np.searchsorted(xs, grid, side="right") - 1  # last episode at or before each point
+        inside = (idx >= 0) & (grid <= xs[-1])
+        row[inside] = mean[idx[inside]]
+    return out
+
+
+class LiveCurve:
+    """A `progress` callback for `train` that redraws the learning curve in the notebook about
+    once a second, so a reader watches the run learn."""
+
+    def __init__(self, total_steps: int, title: str = "", every_s: float = 1.0, ylim=None):
+        self.total_steps, self.title, self.every_s, self.ylim = total_steps, title, every_s, ylim
+        self._last = 0.0
+
+    def __call__(self, outcome):
+        from IPython.display import clear_output, display
+
+        if time.time() - self._last < self.every_s:
+            return
+        self._last = time.time()
+        history = History(outcome.episodes)
+        fig, ax = plt.subplots(figsize=(6, 3))
+        ax.plot(history.global_step, history.episode_return, ".", ms=2, alpha=0.4)
+        if len(history):
+            ax.plot(history.global_step, history.rolling_mean(20), lw=1.5,
+                    label="mean of the last 20 episodes")
+            ax.legend(loc="upper left", fontsize="small")
+        ax.set_xlim(0, self.total_steps)
+        if self.ylim:
+            ax.set_ylim(*self.ylim)
+        ax.set_xlabel("global step T")
+        ax.set_ylabel("episode return")
+        ax.set_title(f"{self.title}  T={outcome.global_step:,}, "
+                     f"{outcome.global_step / max(outcome.wall_time, 1e-9):,.0f} steps/s")
+        ax.grid(alpha=0.3)
+        clear_output(wait=True)
+        display(fig)
+        plt.close(fig)

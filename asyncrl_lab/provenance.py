@@ -1,0 +1,68 @@
+"""Where a result came from: the commit and whether the tree was dirty, package versions, the
+command, the machine, the date and the wall time. Studies, long runs and benchmarks record it."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("asyncrl_lab", "torch", "numpy", "gymnasium", "ale-py")
+
+
+def _git(*args) -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def provenance(command: str | None = None, *, wall_time: float | None = None,
+               device: str = "cpu") -> dict:
+    """This process's provenance: pass the command that reproduces the result (default: this
+    process's own command line) and, once known, the wall time it took."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": commit,
+        "dirty": None if status is None else status != "",
+        "versions": {"python": platform.python_version(),
+                     **{p: _version(p) for p in PACKAGES}},
+        "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "device": device,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time": wall_time,
+    }
+
+
+def describe(record: dict) -> str:
+    """One line for under a figure: the commit, the date, the machine, the command."""
+    commit = (record.get("commit") or "no commit")[:10] + (" (dirty)" if record.get("dirty") else "")
+    wall = f", {record['wall_time'] / 60:.1f} min" if record.get("wall_time") else ""
+    return (f"commit {commit}, {record.get('date', '?')[:10]}, {record.get('cores')} cores "
+            f"({record.get('cpu')}){wall}: `{record.get('command')}`")
