@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .. import provenance as prov
 from ..algos import algorithm
 from ..history import History, atomic_path
@@ -79,6 +81,10 @@ def _a3c(label: str, **settings) -> Variant:
 
 _FOUR = {"one-step Q": "one_step_q", "one-step Sarsa": "one_step_sarsa", "n-step Q": "n_step_q",
          "A3C": "a3c"}
+# The robustness experiment's learning rates: 6 drawn log-uniformly from [3e-4, 3e-2] (seed 0),
+# rounded to 3 digits so that the labels name them exactly
+_RMSPROP_LRS = tuple(float(f"{lr:.3g}") for lr in np.sort(np.exp(
+    np.random.default_rng(0).uniform(np.log(3e-4), np.log(3e-2), size=6))))
 _PAPER_DRAW = dict(final_epsilons=(0.1, 0.01, 0.5), final_epsilon_probs=(0.4, 0.3, 0.3))
 
 
@@ -97,6 +103,19 @@ STUDIES = {study.name: study for study in [
     Study("q_target_interval", "one_step_q",
           tuple(_cartpole(f"I_target = {i}", "one_step_q", 60_000, target_update_interval=i)
                 for i in (1, 250, 5000)), seeds=(0, 1)),
+    Study("acer_vs_a3c", "acer",
+          (_cartpole("A3C", "a3c", 150_000), _cartpole("ACER", "acer", 150_000)), seeds=(0, 1, 2),
+          options=dict(stop_at_return=475)),
+    Study("acer_ablation", "acer",
+          tuple(_cartpole(label, "acer", 30_000, **change) for label, change in (
+              ("ACER (r = 8)", {}), ("no trust region", dict(trust_region=False)),
+              ("no bias correction", dict(bias_correction=False)),
+              ("r = 4", dict(replay_ratio=4.0)), ("r = 1", dict(replay_ratio=1.0)),
+              ("r = 0", dict(replay_ratio=0.0)))), seeds=(0, 1)),
+    Study("shared_rmsprop", "parallel_pytorch",
+          tuple(_cartpole(f"{'shared' if shared else 'per-worker'} statistics, lr {lr:g}", "a3c",
+                          150_000, lr=lr, shared_optimizer_stats=shared)
+                for shared in (True, False) for lr in _RMSPROP_LRS), seeds=(0,)),
     Study("four_methods", "n_step_q",
           tuple(_cartpole(label, algo, 150_000) for label, algo in _FOUR.items()),
           seeds=(0, 1, 2), evaluate=20),
