@@ -26,14 +26,13 @@ from collections import deque
 
 import asyncrl_lab as lab
 from asyncrl_lab.presets import preset_settings
-A2C_CARTPOLE = preset_settings("a2c", "CartPole-v1")
-A3C_CARTPOLE = preset_settings("a3c", "CartPole-v1")
-ACER_CARTPOLE = preset_settings("acer", "CartPole-v1")
+from asyncrl_lab.provenance import provenance
 
 THRESHOLD, WINDOW = 475.0, 100
-SETTINGS = {"a3c": dict(A3C_CARTPOLE, workers=2, total_steps=250_000),
-            "a2c": dict(A2C_CARTPOLE, total_steps=600_000),
-            "acer": dict(ACER_CARTPOLE, workers=2)}
+# each method's CartPole preset (asyncrl_lab/presets.py), with the benchmark's budget
+SETTINGS = {"a3c": dict(preset_settings("a3c", "CartPole-v1"), workers=2, total_steps=250_000),
+            "a2c": dict(preset_settings("a2c", "CartPole-v1"), total_steps=600_000),
+            "acer": dict(preset_settings("acer", "CartPole-v1"), workers=2)}
 METHODS = {"a3c": "A3C (2 workers)", "a2c": "A2C (16 envs)", "acer": "ACER (2 workers)",
            "sb3_a2c": "SB3 A2C (rl-zoo)"}
 
@@ -89,6 +88,7 @@ def main():
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
+    started = time.time()
     methods = {name: label for name, label in METHODS.items() if name in args.methods}
     rows = []
     print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in methods.values()))
@@ -125,7 +125,8 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"settings": {k: v for k, v in SETTINGS.items() if k in methods},
-                       "rows": rows, "summary": summary}, f, indent=2)
+                       "rows": rows, "summary": summary,
+                       "provenance": provenance(wall_time=time.time() - started)}, f, indent=2)
 
 
 if __name__ == "__main__":

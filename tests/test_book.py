@@ -26,7 +26,8 @@ JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 def chapters():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    return [f for f in files if f not in ("book/references", "book/build_report", "book/api")]
+    return [f for f in files if f not in ("book/references", "book/build_report", "book/api",
+                                         "book/performance")]
 
 
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).

@@ -103,6 +103,10 @@ STUDIES = {study.name: study for study in [
     Study("q_target_interval", "one_step_q",
           tuple(_cartpole(f"I_target = {i}", "one_step_q", 60_000, target_update_interval=i)
                 for i in (1, 250, 5000)), seeds=(0, 1)),
+    Study("a2c_vs_a3c", "a2c",
+          (_cartpole("A3C, 2 workers", "a3c", 200_000),
+           Variant("A2C, 16 envs", "a2c", dict(env="CartPole-v1", total_steps=200_000))),
+          seeds=(0, 1, 2)),
     Study("acer_vs_a3c", "acer",
           (_cartpole("A3C", "a3c", 150_000), _cartpole("ACER", "acer", 150_000)), seeds=(0, 1, 2),
           options=dict(stop_at_return=475)),
