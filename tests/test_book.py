@@ -146,3 +146,4 @@ def test_make_book_clears_the_execution_cache_when_its_inputs_change(tmp_path):
     assert make_book_clears_cache(tree, ASYNCRL_QUICK="1")
     assert not make_book_clears_cache(tree, ASYNCRL_QUICK="1")
     assert make_book_clears_cache(tree)
+

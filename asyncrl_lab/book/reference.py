@@ -3,6 +3,8 @@ their defaults and meanings (config.py's `option` sentences, which also give the
 and the tuned presets with their sources."""
 from __future__ import annotations
 
+import inspect
+
 from ..algos import ALGORITHMS
 from ..presets import PRESETS
 
@@ -27,3 +29,8 @@ def presets_table() -> str:
         settings = ", ".join(f"`{k}={v}`" for k, v in preset.settings.items())
         rows.append(f"| `{algo}` | `{env}` | {settings} | {_cell(preset.source)} |")
     return "\n".join(rows)
+
+
+def signature(obj, name: str) -> str:
+    """`name(signature)` and the docstring, as `help` would show them."""
+    return f"{name}{inspect.signature(obj)}\n\n{inspect.getdoc(obj)}\n"
