@@ -139,7 +139,8 @@ class AsyncConfig(Config):
     workers: int = option(2, "Actor-learner processes; each steps its own env.", integer(1))
     shared_optimizer_stats: bool = option(True, "Share the optimizer's statistics between workers "
                                           "(the paper's shared RMSProp); False: per worker.", FLAG)
-    start_method: str = option("spawn", "How worker processes start (multiprocessing).",
+    start_method: str = option("forkserver", "How worker processes start (multiprocessing); "
+                               "forkserver imports torch once per session, spawn once per worker.",
                                one_of(START_METHODS))
 
 

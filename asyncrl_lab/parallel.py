@@ -152,13 +152,13 @@ class WorkerContext:
     leave the others blocked.
     """
 
-    def __init__(self, rank, seed, config, shared, counters, conn, parent_pid, t0):
+    def __init__(self, rank, seed, config, shared, counters, conn, starter_pid, t0):
         self.rank, self.seed, self.config = rank, seed, config
         self.name = f"worker {rank}"
         self.model, self.optimizer = shared["model"], shared["optimizer"]
         self.shared = shared
         self._steps, self._updates, self._stop = (c.numpy() for c in counters)
-        self._conn, self._parent_pid, self._t0 = conn, parent_pid, t0
+        self._conn, self._starter_pid, self._t0 = conn, starter_pid, t0
         self._others_read = 0
         self._shared_params = list(self.model.parameters())
         self._local = (None, [])  # (local network, its parameters): listing them is not free
@@ -175,7 +175,7 @@ class WorkerContext:
     def running(self) -> bool:
         """False once T reaches total_steps, the parent asked to stop, or the parent is gone."""
         return (not self._stop[0] and self.global_step < self.config.total_steps
-                and os.getppid() == self._parent_pid)
+                and os.getppid() == self._starter_pid)
 
     def add_steps(self, n: int) -> int:
         """T <- T + n; returns the new T."""
@@ -230,16 +230,35 @@ def _die_with_parent():
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, parent_pid, t0):
+def _let_the_forkserver_go():
+    """Close this worker's copy of the pipe whose end tells the fork server that every process
+    using it has exited. Holding it, the workers would keep the server alive after the parent
+    dies, and the server them (PR_SET_PDEATHSIG); without it, the parent's death ends the
+    server and so, at once, every worker, even one stuck in an update."""
+    from multiprocessing import forkserver
+
+    fd = forkserver._forkserver._forkserver_alive_fd
+    if fd is not None:
+        forkserver._forkserver._forkserver_alive_fd = None
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _worker_entry(worker_fn, rank, seed, config, shared, counters, conn, starter_pid, t0,
+                  environ=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the parent decides when to stop
+    if environ is not None:  # forked from a fork server started earlier: the parent's env now
+        os.environ.clear()
+        os.environ.update(environ)
+        _let_the_forkserver_go()
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_START)  # blocked since the spawn
     _die_with_parent()
-    if os.getppid() != parent_pid:
+    if os.getppid() != starter_pid:  # it died before the line above: we were orphaned
         return
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    ctx = WorkerContext(rank, seed, config, shared, counters, conn, parent_pid, t0)
+    ctx = WorkerContext(rank, seed, config, shared, counters, conn, starter_pid, t0)
     conn.send(_Ready(rank))
     try:
         worker_fn(ctx)
@@ -257,24 +276,33 @@ _HELD_AT_START = {signal.SIGINT, signal.SIGTERM}
 
 @contextlib.contextmanager
 def _signals_held_while_starting():
-    """Start children with SIGINT and SIGTERM blocked, so a Ctrl-C during their start-up reaches
-    only the parent, and neither signal lands in the parent halfway through starting a child.
+    """Start children with SIGINT and SIGTERM held, so that a Ctrl-C during their start-up reaches
+    only the parent, and only once every child it asked for is started and known (a fork server
+    forks the child before `start()` learns its pid: an interrupt in between would orphan it).
 
-    The signal mask survives fork and exec, so a spawned worker cannot be interrupted while it
-    imports torch, before `_worker_entry` ignores SIGINT for good (a SIGTERM from the parent's
-    shutdown waits until then, or the shutdown kills). In the parent, a signal that arrives
-    meanwhile stays pending and is delivered when the block is lifted: it stops the run instead
-    of being lost.
+    Two holds, since each misses a case. The signal mask is inherited by spawned children, so a
+    spawned worker cannot be interrupted while it imports torch, before `_worker_entry` ignores
+    SIGINT for good. But the mask is per thread: a signal sent to the process is delivered to
+    another thread (a progress bar's, a kernel's), and Python then runs its handler in the main
+    thread anyway; so the handlers only record it meanwhile. Either way the signal is raised again
+    once every child is started, and stops the run instead of being lost.
     """
     if (threading.current_thread() is not threading.main_thread()
             or not hasattr(signal, "pthread_sigmask")):
         yield
         return
+    caught = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+                for sig in _HELD_AT_START}
     signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_AT_START)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_START)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_START)  # a pending one lands here
+        for sig in dict.fromkeys(caught):
+            signal.raise_signal(sig)
 
 
 class _Terminate(BaseException):
@@ -334,6 +362,23 @@ def _signal_name(exitcode: int) -> str:
     return f"signal {-exitcode}"
 
 
+PRELOADED = ["__main__", "torch", "asyncrl_lab"]
+
+
+def _starter_pid(mp_ctx) -> int:
+    """The pid a worker's parent has: ours, or with forkserver the server's, which forks every
+    worker and exits when we do (so the chain of PR_SET_PDEATHSIG still ends every worker)."""
+    if mp_ctx.get_start_method() != "forkserver":
+        return os.getpid()
+    from multiprocessing import forkserver
+
+    # A server started here imports torch and the package once; every worker is a fork of it,
+    # ready in milliseconds instead of paying ~1.3 s to import torch (benchmarks/worker_startup.py).
+    mp_ctx.set_forkserver_preload(PRELOADED)
+    forkserver.ensure_running()
+    return forkserver._forkserver._forkserver_pid
+
+
 def worker_seeds(config) -> list[int]:
     """The distinct seed of each worker, derived from the run's seed."""
     return np.random.SeedSequence(config.seed).generate_state(config.workers).tolist()
@@ -359,13 +404,15 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
     tracker_was_running = _resource_tracker_running()
     seeds = worker_seeds(config)
     outcome = Outcome()
+    starter = _starter_pid(mp_ctx)
+    environ = dict(os.environ) if config.start_method == "forkserver" else None
     t0 = time.time()
     procs, readers = [], []
     for rank in range(config.workers):
         reader, writer = mp_ctx.Pipe(duplex=False)
         proc = mp_ctx.Process(target=_worker_entry, name=f"asyncrl-worker-{rank}", daemon=True,
                               args=(worker_fn, rank, seeds[rank], config, shared, counters,
-                                    writer, os.getpid(), t0))
+                                    writer, starter, t0, environ))
         procs.append(proc)
         readers.append((reader, writer))
     failure = None
@@ -408,8 +455,8 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
             sigterm.stopping = True
             stop[0] = 1
             _shutdown(started, open_readers, outcome)
-            if not tracker_was_running:
-                _stop_resource_tracker()
+            if not tracker_was_running and config.start_method != "forkserver":
+                _stop_resource_tracker()  # the forkserver, which lives on, holds the tracker
             outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
             outcome.wall_time = time.time() - t0
     if sigterm.received and outcome.status == "finished":  # it came while the workers stopped

@@ -87,7 +87,7 @@ def when(condition, action, timeout: float = 60.0) -> dict:
     return fired
 
 
-def children_of(pid=None) -> list:
+def descendants_of(pid=None) -> list:
     """Live (non-zombie) descendants of a process, this one by default."""
     try:
         kids = psutil.Process(pid).children(recursive=True)
@@ -103,16 +103,37 @@ def children_of(pid=None) -> list:
     return alive
 
 
+FORKSERVER = "from multiprocessing.forkserver import main"
+RESOURCE_TRACKER = "from multiprocessing.resource_tracker import main"
+
+
+def _cmdline(proc) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.NoSuchProcess:
+        return ""
+
+
+def _is_forkserver(proc) -> bool:
+    """The fork server itself; a worker forked from it shares its command line, not its parent's."""
+    try:
+        return FORKSERVER in _cmdline(proc) and FORKSERVER not in _cmdline(proc.parent())
+    except (psutil.NoSuchProcess, AttributeError):
+        return False
+
+
+def children_of(pid=None) -> list:
+    """Live descendants of a process, without multiprocessing's fork server and resource
+    tracker, which live as long as the process that started them (a test below shows they go
+    with it)."""
+    return [kid for kid in descendants_of(pid)
+            if not _is_forkserver(kid) and RESOURCE_TRACKER not in _cmdline(kid)]
+
+
 def workers_of(pid=None) -> list:
-    """The live worker processes of a training parent (not multiprocessing's resource tracker)."""
-    workers = []
-    for kid in children_of(pid):
-        try:
-            if "spawn_main" in " ".join(kid.cmdline()):
-                workers.append(kid)
-        except psutil.NoSuchProcess:
-            pass
-    return workers
+    """The live worker processes of a training parent: spawned, or forked by the fork server."""
+    return [kid for kid in children_of(pid)
+            if "spawn_main" in _cmdline(kid) or FORKSERVER in _cmdline(kid)]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

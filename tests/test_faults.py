@@ -22,7 +22,7 @@ from asyncrl_lab.parallel import Outcome, _resource_tracker_running, _stop_resou
 from asyncrl_lab.run import non_finite_parts
 from asyncrl_lab.training import _to_run
 
-from helpers import (catches_signal, children_of, poison_after_first_read,
+from helpers import (catches_signal, children_of, descendants_of, poison_after_first_read,
                      rewrite_parameters_until, subprocess_env, when, workers_of)
 
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
@@ -143,11 +143,11 @@ def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, 
                             env=subprocess_env(), stdout=subprocess.DEVNULL)
     try:
         _wait_for_file(out / "checkpoint.pt")
-        workers = workers_of(proc.pid)
+        workers, everything = workers_of(proc.pid), descendants_of(proc.pid)
         assert len(workers) == 2
         proc.kill()
         proc.wait(timeout=10)
-        _, alive = psutil.wait_procs(workers, timeout=5)
+        _, alive = psutil.wait_procs(everything, timeout=5)  # the fork server too
         assert alive == []
     finally:
         if proc.poll() is None:

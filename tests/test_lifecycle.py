@@ -16,7 +16,8 @@ from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import run_workers
 
-from helpers import ROOT, children_of, staggered_updates, subprocess_env, when, workers_of
+from helpers import (ROOT, children_of, descendants_of, staggered_updates, subprocess_env, when,
+                     workers_of)
 
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
@@ -116,7 +117,7 @@ def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group(stepping_dir):
                             preexec_fn=_foreground_sigint)
     try:
         wait_until_stepping(stepping_dir)
-        workers = workers_of(proc.pid)
+        workers, everything = workers_of(proc.pid), descendants_of(proc.pid)
         assert len(workers) >= 2
         t = time.time()
         os.killpg(proc.pid, signal.SIGINT)
@@ -128,18 +129,19 @@ def test_ctrl_c_at_the_terminal_reaches_the_whole_process_group(stepping_dir):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["status"] == "interrupted" and result["episodes"] > 0
     assert proc.returncode == 0
-    assert not any(w.is_running() and w.status() != "zombie" for w in workers)
+    _, alive = psutil.wait_procs(everything, timeout=5)  # workers, fork server, tracker
+    assert alive == []
 
 
 def test_workers_exit_when_their_parent_is_killed(stepping_dir):
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT], env=subprocess_env(),
                             stdout=subprocess.DEVNULL)
     wait_until_stepping(stepping_dir)
-    workers = workers_of(proc.pid)
+    workers, everything = workers_of(proc.pid), descendants_of(proc.pid)
     assert len(workers) >= 2
     proc.kill()
     proc.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=5)
+    gone, alive = psutil.wait_procs(everything, timeout=5)  # the fork server too
     assert alive == []
 
 
