@@ -45,7 +45,8 @@ def provenance(command: str | None = None, *, wall_time: float | None = None,
     """This process's provenance: pass the command that reproduces the result (default: this
     process's own command line) and, once known, the wall time it took."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # results/ holds outputs, not inputs: a study that rewrites its earlier runs is not dirty
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
     return {
         "commit": commit,
         "dirty": None if status is None else status != "",
