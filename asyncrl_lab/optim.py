@@ -23,14 +23,18 @@ import torch
 class _SharedOptimizer:
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, params, lr: float):
+    def __init__(self, params, lr: float, slots: int = 1):
         self.params = list(params)
         if not self.params:
             raise ValueError("the optimizer got no parameters")
         self.lr = lr
         self.state = {name: [torch.zeros_like(p, memory_format=torch.preserve_format).detach()
                              for p in self.params] for name in self.state_names}
-        self.steps = torch.zeros(1)  # updates applied so far (Adam's bias correction uses it)
+        # Updates applied so far (Adam's bias correction uses it), one slot per worker, each
+        # written by its worker alone: `+= 1` on one shared number loses increments when two
+        # workers interleave its read and write (the parallel chapter's lost updates).
+        self.steps = torch.zeros(slots)
+        self.slot = 0
 
     def share_memory(self):
         """Move the statistics to shared memory, so that every worker reads and writes them."""
@@ -44,15 +48,28 @@ class _SharedOptimizer:
         """Fresh, private statistics for this process: the per-worker variant."""
         for name, tensors in self.state.items():
             self.state[name] = [torch.zeros_like(t) for t in tensors]
-        self.steps = torch.zeros(1)
+        self.steps = torch.zeros_like(self.steps)
         return self
 
+    def use_slot(self, slot: int):
+        """Count this process's updates in slot `slot` (its worker's rank)."""
+        if not 0 <= slot < len(self.steps):
+            raise ValueError(f"slot {slot} of an optimizer with {len(self.steps)} slots")
+        self.slot = slot
+        return self
+
+    @property
+    def updates(self) -> int:
+        """Updates applied so far, by every worker that shares the statistics."""
+        return int(self.steps.sum().item())
+
     def state_dict(self) -> dict:
-        return {"steps": self.steps.clone(),
+        return {"steps": self.steps.sum().reshape(1),
                 **{name: [t.clone() for t in tensors] for name, tensors in self.state.items()}}
 
     def load_state_dict(self, state: dict):
-        self.steps.copy_(state["steps"])
+        self.steps.zero_()
+        self.steps[0] = state["steps"].sum()  # as T: the resumed count sits in the first slot
         for name, tensors in self.state.items():
             for t, saved in zip(tensors, state[name], strict=True):
                 t.copy_(saved)
@@ -63,15 +80,16 @@ class _SharedOptimizer:
         grads = list(grads)
         if len(grads) != len(self.params) or any(g is None for g in grads):
             raise ValueError(f"expected a gradient for each of the {len(self.params)} parameters")
-        self.steps += 1
+        self.steps[self.slot] += 1
         self._update(grads, self.lr if lr is None else lr)
 
 
 class SharedRMSprop(_SharedOptimizer):
     state_names = ("square_avg",)
 
-    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 0.1):
-        super().__init__(params, lr)
+    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.99, eps: float = 0.1,
+                 slots: int = 1):
+        super().__init__(params, lr, slots)
         self.alpha, self.eps = alpha, eps
 
     def _update(self, grads, lr):
@@ -86,13 +104,14 @@ class SharedRMSprop(_SharedOptimizer):
 class SharedAdam(_SharedOptimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, lr)
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 slots: int = 1):
+        super().__init__(params, lr, slots)
         self.betas, self.eps = betas, eps
 
     def _update(self, grads, lr):
         beta1, beta2 = self.betas
-        t = float(self.steps.item())
+        t = float(self.updates)
         step_size = lr * (1 - beta2 ** t) ** 0.5 / (1 - beta1 ** t)
         exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
         torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
@@ -105,10 +124,12 @@ class SharedAdam(_SharedOptimizer):
 
 def make_optimizer(config, params) -> _SharedOptimizer:
     """The optimizer a config names, its statistics in shared memory unless asked otherwise."""
+    slots = getattr(config, "workers", 1)
     if config.optimizer == "rmsprop":
-        opt = SharedRMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha, eps=config.optimizer_eps)
+        opt = SharedRMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha,
+                            eps=config.optimizer_eps, slots=slots)
     else:
-        opt = SharedAdam(params, lr=config.lr, eps=config.optimizer_eps)
+        opt = SharedAdam(params, lr=config.lr, eps=config.optimizer_eps, slots=slots)
     shared = getattr(config, "shared_optimizer_stats", False)  # A2C has one learner: nothing to share
     return opt.share_memory() if shared else opt
 

@@ -166,6 +166,7 @@ class WorkerContext:
         self._last_flush = time.time()
         if not config.shared_optimizer_stats:
             self.optimizer.reset_statistics()
+        self.optimizer.use_slot(rank if config.shared_optimizer_stats else 0)
 
     @property
     def global_step(self) -> int:

@@ -83,3 +83,33 @@ def test_a_worker_applies_its_gradient_clipped_to_max_grad_norm():
     assert int(counters[1][0]) == 1  # the update was counted
     reader.close()
     writer.close()
+
+
+def _apply_updates(optimizer, slot, n):
+    optimizer.use_slot(slot)
+    grads = [torch.zeros_like(p) for p in optimizer.params]
+    for _ in range(n):
+        optimizer.step(grads)
+
+
+def test_two_processes_updating_at_once_lose_no_count_of_their_updates():
+    # one shared `steps += 1` lost an update now and then (a resume test caught 773 for 774)
+    optimizer = SharedRMSprop(torch.nn.Linear(1, 1).share_memory().parameters(), slots=2)
+    optimizer.share_memory()
+    context = multiprocessing.get_context("fork")
+    procs = [context.Process(target=_apply_updates, args=(optimizer, slot, 20_000))
+             for slot in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    assert optimizer.updates == 40_000
+    # a checkpoint keeps the total; loading puts it in the first slot, as T's resumed count
+    state = optimizer.state_dict()
+    assert state["steps"].tolist() == [40_000.0]
+    fresh = SharedRMSprop(torch.nn.Linear(1, 1).parameters(), slots=3)
+    fresh.load_state_dict(state)
+    assert fresh.updates == 40_000 and fresh.steps.tolist() == [40_000.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="slot 3 of an optimizer with 3 slots"):
+        fresh.use_slot(3)
