@@ -124,8 +124,8 @@ def _is_forkserver(proc) -> bool:
 
 def children_of(pid=None) -> list:
     """Live descendants of a process, without multiprocessing's fork server and resource
-    tracker, which live as long as the process that started them (a test below shows they go
-    with it)."""
+    tracker, which live as long as the process that started them (the parent-killed tests in
+    test_faults and test_lifecycle show they go with it)."""
     return [kid for kid in descendants_of(pid)
             if not _is_forkserver(kid) and RESOURCE_TRACKER not in _cmdline(kid)]
 
