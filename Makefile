@@ -16,13 +16,19 @@ CLEAR_BOOK := rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execu
 
 .PHONY: book test test-fast studies clean
 
+# The browser test drives Debian's Chromium, never a browser build downloaded at run time.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium || \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
 	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 # The suite without the tests marked slow (learning, fault injection, lifecycle, studies, the

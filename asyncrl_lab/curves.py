@@ -7,26 +7,27 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import figstyle
 from .history import History
 
 
 def plot_learning_curves(run, window: int = 100):
     """Episode returns (faint) and their rolling mean vs global step and vs wall time."""
     history = run.history
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    fig, axes = figstyle.figure(2, sharey=True)
     mean = history.rolling_mean(window)
     for ax, x, label in ((axes[0], history.global_step, "global step T"),
                          (axes[1], history.wall_time, "wall time (s)")):
-        ax.plot(x, history.episode_return, ".", ms=2, alpha=0.25, color="C0")
-        ax.plot(x, mean, color="C0", label=f"mean of last {window} episodes")
+        ax.plot(x, history.episode_return, ".", ms=2, alpha=0.25, color="C0", label="an episode")
+        ax.plot(x, mean, color="C0", label=f"mean of the last {window} episodes")
         ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
+    figstyle.steps_axis(axes[0])
     axes[0].set_ylabel("episode return")
-    axes[0].legend(loc="lower right")
     actors = (f"{run.config.n_envs} envs" if run.algo == "a2c"
               else f"{run.config.workers} workers")
-    fig.suptitle(f"{run.algo.upper()} on {run.config.env}, {actors} ({run.status})")
     fig.tight_layout()
+    figstyle.legend_above(fig, title=f"{run.algo.upper()} on {run.config.env}, {actors} "
+                                     f"({run.status})")
     return fig
 
 
@@ -65,20 +66,20 @@ class LiveCurve:
             return
         self._last = time.time()
         history = History(outcome.episodes)
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = figstyle.figure()
         ax.plot(history.global_step, history.episode_return, ".", ms=2, alpha=0.4)
         if len(history):
             ax.plot(history.global_step, history.rolling_mean(20), lw=1.5,
                     label="mean of the last 20 episodes")
-            ax.legend(loc="upper left", fontsize="small")
+            ax.legend(loc="upper left")
         ax.set_xlim(0, self.total_steps)
+        figstyle.steps_axis(ax)
         if self.ylim:
             ax.set_ylim(*self.ylim)
         ax.set_xlabel("global step T")
         ax.set_ylabel("episode return")
         ax.set_title(f"{self.title}  T={outcome.global_step:,}, "
                      f"{outcome.global_step / max(outcome.wall_time, 1e-9):,.0f} steps/s")
-        ax.grid(alpha=0.3)
         clear_output(wait=True)
         display(fig)
         plt.close(fig)

@@ -366,10 +366,10 @@ def _signal_name(exitcode: int) -> str:
 PRELOADED = ["__main__", "torch", "asyncrl_lab"]
 
 
-def _starter_pid(mp_ctx) -> int:
+def _starter_pid(mp_ctx, by_forkserver: bool) -> int:
     """The pid a worker's parent has: ours, or with forkserver the server's, which forks every
     worker and exits when we do (so the chain of PR_SET_PDEATHSIG still ends every worker)."""
-    if mp_ctx.get_start_method() != "forkserver":
+    if not by_forkserver:
         return os.getpid()
     from multiprocessing import forkserver
 
@@ -397,6 +397,7 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
     A KeyboardInterrupt returns the partial outcome with status "interrupted".
     """
     mp_ctx = mp.get_context(config.start_method)
+    by_forkserver = config.start_method == "forkserver"
     counters = (torch.zeros(config.workers, dtype=torch.int64).share_memory_(),  # steps per worker
                 torch.zeros(config.workers, dtype=torch.int64).share_memory_(),  # updates per worker
                 torch.zeros(1, dtype=torch.uint8).share_memory_())  # the stop flag
@@ -405,8 +406,8 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
     tracker_was_running = _resource_tracker_running()
     seeds = worker_seeds(config)
     outcome = Outcome()
-    starter = _starter_pid(mp_ctx)
-    environ = dict(os.environ) if config.start_method == "forkserver" else None
+    starter = _starter_pid(mp_ctx, by_forkserver)
+    environ = dict(os.environ) if by_forkserver else None
     t0 = time.time()
     procs, readers = [], []
     for rank in range(config.workers):
@@ -456,7 +457,7 @@ def run_workers(worker_fn, config, shared: dict, *, progress=None, start_step: i
             sigterm.stopping = True
             stop[0] = 1
             _shutdown(started, open_readers, outcome)
-            if not tracker_was_running and config.start_method != "forkserver":
+            if not tracker_was_running and not by_forkserver:
                 _stop_resource_tracker()  # the forkserver, which lives on, holds the tracker
             outcome.global_step, outcome.updates = int(steps.sum()), int(updates.sum())
             outcome.wall_time = time.time() - t0

@@ -45,8 +45,10 @@ def provenance(command: str | None = None, *, wall_time: float | None = None,
     """This process's provenance: pass the command that reproduces the result (default: this
     process's own command line) and, once known, the wall time it took."""
     commit = _git("rev-parse", "HEAD")
-    # results/ holds outputs, not inputs: a study that rewrites its earlier runs is not dirty
-    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results")
+    # results/ holds outputs, and the book's pages and the tests are no input of any result: a
+    # study that rewrites its earlier runs, or runs while a chapter is edited, is not dirty
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results",
+                  ":!book", ":!tests")
     return {
         "commit": commit,
         "dirty": None if status is None else status != "",

@@ -1,7 +1,15 @@
 """Fixtures shared by the test modules."""
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+import helpers
+from helpers import subprocess_env
+
+JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
 
 @pytest.fixture
@@ -11,3 +19,15 @@ def sigint_raises_keyboard_interrupt():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="session")
+def quick_book(tmp_path_factory):
+    """The whole book built once in quick mode (ASYNCRL_QUICK=1), for the tests that read it."""
+    out = tmp_path_factory.mktemp("book")
+    env = {**subprocess_env(), "ASYNCRL_QUICK": "1"}
+    proc = subprocess.run([str(JUPYTER_BOOK), "build", str(helpers.ROOT), "--path-output", str(out),
+                           "--warningiserror", "--keep-going"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return out / "_build"

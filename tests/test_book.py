@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +14,10 @@ import yaml
 
 import helpers
 from asyncrl_lab.algos import config_for
-from helpers import subprocess_env
 
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
 
 ROOT = Path(helpers.ROOT)
-
-JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
 
 
 def chapters():
@@ -35,17 +31,6 @@ def chapters():
 MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pytorch": 3,
                "book/one_step_q": 3, "book/n_step_q": 3, "book/a3c": 6, "book/a2c": 4,
                "book/acer": 3}
-
-
-@pytest.fixture(scope="module")
-def quick_book(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    env = {**subprocess_env(), "ASYNCRL_QUICK": "1"}
-    proc = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "--path-output", str(out),
-                           "--warningiserror", "--keep-going"],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return out / "_build"
 
 
 def test_every_chapter_is_listed_and_accounted_for():

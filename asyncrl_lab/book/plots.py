@@ -3,35 +3,48 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib.pyplot as plt
 import numpy as np
 
+from .. import figstyle
 from ..curves import curves_on_grid
+
+_AXIS_LABEL = {"global_step": "global step T", "wall_time": "wall time (s)"}
 
 
 def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int = 100,
                      threshold: float | None = None, points: int = 200, ax=None):
     """For each label, the median over seeds of the rolling-mean return vs `x` ("global_step" or
-    "wall_time"), with a band from the lowest to the highest seed."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+    "wall_time"), with a band from the lowest to the highest seed, drawn only where every seed
+    has data: a median over the seeds still running is not a median. Past the first seed's end,
+    each remaining seed is drawn alone, thin."""
+    alone = ax is None  # a figure of its own gets its legend; a panel leaves it to the figure
+    if alone:
+        _, ax = figstyle.figure()
     for i, (label, runs) in enumerate(runs_by_label.items()):
         end = max(getattr(r.history, x)[-1] for r in runs if len(r.history))
         grid = np.linspace(0, end, points)
         curves = curves_on_grid(runs, grid, x=x, window=window)
-        seen = ~np.all(np.isnan(curves), axis=0)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        every = ~np.any(np.isnan(curves), axis=0)
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
             median = np.nanmedian(curves, axis=0)
-            low, high = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
-        ax.plot(grid[seen], median[seen], color=f"C{i}", label=f"{label} ({len(runs)} seeds)")
-        ax.fill_between(grid[seen], low[seen], high[seen], color=f"C{i}", alpha=0.2, lw=0)
+        ax.plot(grid[every], median[every], color=f"C{i}", label=f"{label} ({len(runs)} seeds)")
+        ax.fill_between(grid[every], curves.min(axis=0, where=every, initial=np.inf)[every],
+                        curves.max(axis=0, where=every, initial=-np.inf)[every],
+                        color=f"C{i}", alpha=0.2, lw=0)
+        last_common = grid[every][-1] if every.any() else 0.0
+        for curve in curves:  # the seeds that outlast the first to end
+            tail = (grid >= last_common) & ~np.isnan(curve)
+            if tail.sum() > 1:
+                ax.plot(grid[tail], curve[tail], color=f"C{i}", lw=0.6, alpha=0.7)
     if threshold is not None:
         ax.axhline(threshold, color="k", ls=":", lw=1)
-    ax.set_xlabel({"global_step": "global step T", "wall_time": "wall time (s)"}[x])
+    ax.set_xlabel(_AXIS_LABEL[x])
+    if x == "global_step":
+        figstyle.steps_axis(ax)
     ax.set_ylabel(f"mean return, last {window} episodes")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    if alone:
+        figstyle.legend_above(ax)
     return ax
 
 
@@ -39,7 +52,7 @@ def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
     """Each worker's own rolling-mean return vs global step: how the workers' different
     behaviour policies (their epsilons, say) fare on the same shared network."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5))
+        _, ax = figstyle.figure()
     for rank in range(run.config.workers):
         history = run.history.of_worker(rank)
         label = f"worker {rank}" + (f", {labels[rank]}" if labels else "")
@@ -47,17 +60,16 @@ def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
             ax.plot(history.global_step, history.rolling_mean(window), color=f"C{rank}",
                     label=f"{label} ({len(history)} episodes)")
     ax.set_xlabel("global step T")
-    ax.xaxis.set_major_formatter(lambda x, _: f"{x / 1000:g}k")
+    figstyle.steps_axis(ax)
     ax.set_ylabel(f"mean return, worker's last {window}")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize="small")
+    figstyle.legend_above(ax)
     return ax
 
 
 def plot_speedups(measured: dict, paper: dict, *, ax=None):
     """Bars of the speed-up from 1 to 2 workers per method: measured here beside the paper's."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = figstyle.figure()
     names = list(measured)
     x = np.arange(len(names))
     ax.bar(x - 0.2, [measured[n] for n in names], 0.4, label="measured here")
@@ -67,8 +79,8 @@ def plot_speedups(measured: dict, paper: dict, *, ax=None):
     ax.axhline(2.0, color="k", ls=":", lw=0.8)
     ax.set_xticks(x, names)
     ax.set_ylabel("speed-up, 1 -> 2 workers")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize="small")
+    ax.grid(False, axis="x")
+    figstyle.legend_above(ax)
     return ax
 
 
@@ -76,7 +88,7 @@ def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
     """Histogram of update staleness: the fraction of updates applied with k other updates landing
     between the worker's read of the parameters and its write."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = figstyle.figure()
     width = 0.8 / max(len(counts_by_label), 1)
     for i, (label, counts) in enumerate(counts_by_label.items()):
         counts = np.asarray(counts, dtype=np.float64)
@@ -89,21 +101,19 @@ def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
     ax.set_xticks(range(max_shown + 1), [*map(str, range(max_shown)), f"{max_shown}+"])
     ax.set_xlabel("staleness: other updates between a worker's read and its write")
     ax.set_ylabel("fraction of updates")
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize="small")
+    ax.grid(False, axis="x")
+    figstyle.legend_above(ax)
     return ax
-
-
 
 
 def plot_steps_and_time(runs_by_label: dict, *, threshold: float | None = None, title: str = "",
                         window: int = 100):
     """The book's two-panel figure: `plot_seed_curves` against global steps (left) and against
     wall time (right), sharing the return axis."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    fig, axes = figstyle.figure(2, sharey=True)
     for ax, x in zip(axes, ("global_step", "wall_time")):
         plot_seed_curves(runs_by_label, x=x, threshold=threshold, window=window, ax=ax)
-    if title:
-        fig.suptitle(title)
+    axes[1].set_ylabel("")
     fig.tight_layout()
+    figstyle.legend_above(fig, title=title or None)
     return fig

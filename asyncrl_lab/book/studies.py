@@ -85,6 +85,9 @@ _FOUR = {"one-step Q": "one_step_q", "one-step Sarsa": "one_step_sarsa", "n-step
 # rounded to 3 digits so that the labels name them exactly
 _RMSPROP_LRS = tuple(float(f"{lr:.3g}") for lr in np.sort(np.exp(
     np.random.default_rng(0).uniform(np.log(3e-4), np.log(3e-2), size=6))))
+# Every method of the book on CartPole, each from its tuned preset: the summary's one study
+_METHODS = {"one-step Q": "one_step_q", "one-step Sarsa": "one_step_sarsa", "n-step Q": "n_step_q",
+            "A3C": "a3c", "A2C": "a2c", "ACER": "acer"}
 _PAPER_DRAW = dict(final_epsilons=(0.1, 0.01, 0.5), final_epsilon_probs=(0.4, 0.3, 0.3))
 
 
@@ -123,6 +126,10 @@ STUDIES = {study.name: study for study in [
     Study("four_methods", "n_step_q",
           tuple(_cartpole(label, algo, 150_000) for label, algo in _FOUR.items()),
           seeds=(0, 1, 2), evaluate=20),
+    Study("methods_cartpole", "methods",
+          tuple(Variant(label, algo, dict(env="CartPole-v1", total_steps=300_000))
+                for label, algo in _METHODS.items()),
+          seeds=tuple(range(5)), options=dict(stop_at_return=475)),
     Study("four_methods_one_worker", "n_step_q",
           tuple(_cartpole(label, algo, 150_000, workers=1) for label, algo in _FOUR.items()),
           seeds=(0, 1, 2), options=dict(stop_at_return=150)),
