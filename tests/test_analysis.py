@@ -4,8 +4,10 @@ import pytest
 
 from asyncrl_lab.book.analysis import (actor_batches, autocorrelation, collect_streams,
                                        effective_sample_size, replay_batches)
-from asyncrl_lab.book.experiments import budget, quick_mode, solve_summary, steady_rate
-from asyncrl_lab.book.plots import plot_steps_and_time
+from asyncrl_lab import figstyle
+from asyncrl_lab.book.experiments import (budget, methods_summary, quick_mode, solve_summary,
+                                          steady_rate)
+from asyncrl_lab.book.plots import plot_seed_curves, plot_steps_and_time
 from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.curves import curves_on_grid
 from asyncrl_lab.history import History
@@ -106,7 +108,36 @@ def test_the_two_panel_figure_is_steps_then_time():
     left, right = fig.axes
     assert left.get_xlabel() == "global step T" and right.get_xlabel() == "wall time (s)"
     np.testing.assert_array_equal(left.lines[0].get_ydata()[-1:], [5.0])
-    assert right.get_xlim()[1] < 10 and fig._suptitle.get_text() == "t"
+    assert right.get_xlim()[1] < 10 and fig.legends[0].get_title().get_text() == "t"
+
+
+def test_the_seed_median_is_drawn_only_where_every_seed_has_data():
+    import matplotlib
+    matplotlib.use("Agg")
+    short = fake_run([(0, 10 * k, 0.1 * k, 1.0, 1) for k in range(1, 6)])  # ends at T = 50
+    long = fake_run([(0, 10 * k, 0.1 * k, 3.0, 1) for k in range(1, 11)])  # ends at T = 100
+    ax = plot_seed_curves({"two seeds": [short, long]}, window=1, points=101)
+    median, *tails = ax.lines
+    assert median.get_xdata().max() <= 50 and set(median.get_ydata()) == {2.0}
+    # past the short seed's end, only the long seed, drawn alone, at its own value
+    assert len(tails) == 1 and tails[0].get_xdata().max() == 100
+    assert set(tails[0].get_ydata()) == {3.0}
+
+
+def test_step_ticks_read_in_k_and_m():
+    assert [figstyle.STEPS(x, 0) for x in (0, 999, 1_000, 150_000, 1_500_000, 2e6)] == [
+        "0", "999", "1k", "150k", "1.5M", "2M"]
+
+
+def test_methods_summary_adds_the_median_rate_to_the_solve_summary():
+    fast = fake_run([(0, 100 * k, 0.01 * k, 10.0, 1) for k in range(1, 4)])  # 10,000 steps/s
+    slow = fake_run([(0, 100 * k, 0.1 * k, 1.0, 1) for k in range(1, 4)])  # 1,000 steps/s
+    middle = fake_run([(0, 100 * k, 0.05 * k, 1.0, 1) for k in range(1, 4)])  # 2,000 steps/s
+    for run in (fast, slow, middle):
+        run.global_step, run.wall_time = int(run.history.global_step[-1]), run.history.wall_time[-1]
+    row = methods_summary({"m": [fast, slow, middle]}, threshold=5.0)["m"]
+    assert row.pop("steps_per_second") == pytest.approx(2_000.0)
+    assert row == solve_summary([fast, slow, middle], threshold=5.0)
 
 
 def test_steady_rate_leaves_out_start_up():

@@ -1,7 +1,9 @@
 """The book builds in quick mode: every chapter executes without error, every page exists with its
 figures, exercises, algorithm blocks and .ipynb download; and `make book` re-executes the chapters
 when the package changes."""
+import ast
 import html
+import json
 import os
 import re
 import shutil
@@ -9,8 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
+from nbclient import NotebookClient
 
 import helpers
 from asyncrl_lab.algos import config_for
@@ -24,7 +28,7 @@ def chapters():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
     return [f for f in files if f not in ("book/references", "book/build_report", "book/api",
-                                         "book/performance")]
+                                         "book/performance", "book/glossary", "book/methods")]
 
 
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).
@@ -135,3 +139,53 @@ def test_make_book_clears_the_execution_cache_when_its_inputs_change(tmp_path):
     assert not make_book_clears_cache(tree, ASYNCRL_QUICK="1")
     assert make_book_clears_cache(tree)
 
+
+def downloaded(quick_book, chapter):
+    return nbformat.read(quick_book / "html" / "_sources" / f"{chapter}.ipynb", as_version=4)
+
+
+# MyST that plain Jupyter shows raw: directives, roles, label targets, equation labels
+RAW_MYST = re.compile(r"```\{|:::\{|\{[A-Za-z][\w:+.-]*\}`|^\s*\(\S+\)=[ \t]*$|\$\$[ \t]*\(\S+\)",
+                      re.M)
+
+
+@pytest.mark.parametrize("chapter", sorted(MIN_FIGURES))
+def test_the_downloaded_notebook_is_plain_jupyter_with_the_code_and_the_numbers(quick_book,
+                                                                                chapter):
+    notebook = downloaded(quick_book, chapter)
+    nbformat.validate(notebook)
+    markdown = "\n\n".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    assert not RAW_MYST.findall(markdown), RAW_MYST.findall(markdown)[:5]
+    source = (ROOT / f"{chapter}.md").read_text()
+    for name in re.findall(r"```\{literalinclude\}[^\n]*\n:pyobject: (\S+)", source):
+        assert re.search(rf"^ *(def|class) {name.split('.')[-1]}\b", markdown, re.M), name
+    if chapter == "book/a3c":
+        assert "def worker(ctx: AsyncContext)" in markdown
+    glue_file = quick_book / "jupyter_execute" / f"{chapter}.glue.json"
+    glue = json.loads(glue_file.read_text()) if glue_file.exists() else {}
+    shown = re.sub(r"\\([^\w\s])", r"\1", markdown)  # the escapes that keep glued text literal
+    for key in set(re.findall(r"\{glue:text\}`([^`:]+)`", source)):
+        assert str(ast.literal_eval(glue[key]["data"]["text/plain"])) in shown, key
+    # solutions: a heading each, the prose collapsed, the code cells collapsed and tagged
+    solutions = source.count("```{solution}") + source.count("```{solution-start}")
+    assert markdown.count("**Solution") == solutions > 0
+    assert markdown.count("<details><summary>Solution</summary>") >= source.count("```{solution}")
+    hidden_code = sum(len(re.findall(r"```\{code-cell\}", block)) for block in re.findall(
+        r"```\{solution-start\}.*?```\{solution-end\}", source, re.S))
+    tagged = [c for c in notebook.cells if "solution" in c.metadata.get("tags", [])]
+    assert len(tagged) == hidden_code
+    assert all(c.cell_type == "code" and c.metadata.jupyter == {"source_hidden": True,
+                                                                "outputs_hidden": True}
+               for c in tagged)
+
+
+@pytest.mark.parametrize("chapter", sorted(MIN_FIGURES))
+def test_the_downloaded_notebook_runs_top_to_bottom_in_a_fresh_kernel(quick_book, chapter,
+                                                                      monkeypatch):
+    notebook = downloaded(quick_book, chapter)
+    monkeypatch.setenv("ASYNCRL_QUICK", "1")  # the kernel inherits it
+    NotebookClient(notebook, kernel_name="python3", timeout=240,
+                   resources={"metadata": {"path": str(ROOT / "book")}}).execute()
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "error"]
+    assert not errors, errors

@@ -98,3 +98,12 @@ def solve_summary(runs, threshold: float = 475.0, window: int = 100) -> dict:
             "median_seconds": float(np.median([h[1] for h in solved])) if solved else None,
             "median_final": float(np.median([run.history.rolling_mean(window)[-1]
                                              for run in runs if len(run.history)]))}
+
+
+def methods_summary(runs_by_label: dict, threshold: float = 475.0) -> dict:
+    """Per label, `solve_summary` of its runs and the median over them of their steps/s (global
+    steps over wall time): the columns of the book's summary of the methods."""
+    return {label: {**solve_summary(runs, threshold),
+                    "steps_per_second": float(np.median([r.global_step / r.wall_time
+                                                         for r in runs]))}
+            for label, runs in runs_by_label.items()}

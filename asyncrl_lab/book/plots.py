@@ -12,7 +12,8 @@ _AXIS_LABEL = {"global_step": "global step T", "wall_time": "wall time (s)"}
 
 
 def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int = 100,
-                     threshold: float | None = None, points: int = 200, ax=None):
+                     threshold: float | None = None, points: int = 200, ax=None,
+                     title: str = ""):
     """For each label, the median over seeds of the rolling-mean return vs `x` ("global_step" or
     "wall_time"), with a band from the lowest to the highest seed, drawn only where every seed
     has data: a median over the seeds still running is not a median. Past the first seed's end,
@@ -44,11 +45,13 @@ def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int
         figstyle.steps_axis(ax)
     ax.set_ylabel(f"mean return, last {window} episodes")
     if alone:
-        figstyle.legend_above(ax)
+        figstyle.legend_above(ax, title=title)
+    elif title:
+        ax.set_title(title)
     return ax
 
 
-def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
+def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None, title: str = ""):
     """Each worker's own rolling-mean return vs global step: how the workers' different
     behaviour policies (their epsilons, say) fare on the same shared network."""
     if ax is None:
@@ -62,11 +65,11 @@ def plot_worker_curves(run, labels=None, *, window: int = 20, ax=None):
     ax.set_xlabel("global step T")
     figstyle.steps_axis(ax)
     ax.set_ylabel(f"mean return, worker's last {window}")
-    figstyle.legend_above(ax)
+    figstyle.legend_above(ax, title=title)
     return ax
 
 
-def plot_speedups(measured: dict, paper: dict, *, ax=None):
+def plot_speedups(measured: dict, paper: dict, *, ax=None, title: str = ""):
     """Bars of the speed-up from 1 to 2 workers per method: measured here beside the paper's."""
     if ax is None:
         _, ax = figstyle.figure()
@@ -80,11 +83,11 @@ def plot_speedups(measured: dict, paper: dict, *, ax=None):
     ax.set_xticks(x, names)
     ax.set_ylabel("speed-up, 1 -> 2 workers")
     ax.grid(False, axis="x")
-    figstyle.legend_above(ax)
+    figstyle.legend_above(ax, title=title)
     return ax
 
 
-def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
+def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None, title: str = ""):
     """Histogram of update staleness: the fraction of updates applied with k other updates landing
     between the worker's read of the parameters and its write."""
     if ax is None:
@@ -102,7 +105,7 @@ def plot_staleness(counts_by_label: dict, *, max_shown: int = 12, ax=None):
     ax.set_xlabel("staleness: other updates between a worker's read and its write")
     ax.set_ylabel("fraction of updates")
     ax.grid(False, axis="x")
-    figstyle.legend_above(ax)
+    figstyle.legend_above(ax, ncols=1, title=title)
     return ax
 
 

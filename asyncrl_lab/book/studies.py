@@ -29,6 +29,7 @@ import hashlib
 import json
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,10 +116,10 @@ STUDIES = {study.name: study for study in [
           options=dict(stop_at_return=475)),
     Study("acer_ablation", "acer",
           tuple(_cartpole(label, "acer", 30_000, **change) for label, change in (
-              ("ACER (r = 8)", {}), ("no trust region", dict(trust_region=False)),
+              ("ACER (λ = 8)", {}), ("no trust region", dict(trust_region=False)),
               ("no bias correction", dict(bias_correction=False)),
-              ("r = 4", dict(replay_ratio=4.0)), ("r = 1", dict(replay_ratio=1.0)),
-              ("r = 0", dict(replay_ratio=0.0)))), seeds=(0, 1)),
+              ("λ = 4", dict(replay_ratio=4.0)), ("λ = 1", dict(replay_ratio=1.0)),
+              ("λ = 0", dict(replay_ratio=0.0)))), seeds=(0, 1)),
     Study("shared_rmsprop", "parallel_pytorch",
           tuple(_cartpole(f"{'shared' if shared else 'per-worker'} statistics, lr {lr:g}", "a3c",
                           150_000, lr=lr, shared_optimizer_stats=shared)
@@ -195,7 +196,12 @@ def _source(module: str) -> bytes:
 
 
 def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+    """A folder name for a label, in ASCII: a Greek letter by its name (λ -> lamda)."""
+    def ascii_of(c: str) -> str:
+        if c.isascii():
+            return c if c.isalnum() else "_"
+        return unicodedata.name(c, "_").split()[-1].lower() if c.isalpha() else "_"
+    return "".join(ascii_of(c) for c in label.lower()).strip("_")
 
 
 def _run_dir(study: Study, variant: Variant, seed: int, root: Path) -> Path:
