@@ -27,11 +27,12 @@ def use():
 
 
 def figure(ncols: int = 1, *, height: float = HEIGHT, **kwargs):
-    """A figure of `ncols` panels at the column's width; returns (fig, axes) as plt.subplots."""
+    """A figure of `ncols` panels at the column's width; returns (fig, axes) as plt.subplots.
+    Its fonts are `use()`'s once that has been called. (Not in an rc_context: leaving one
+    restores the backend setting too, and in Jupyter every later figure then waits unshown.)"""
     import matplotlib.pyplot as plt
 
-    with mpl.rc_context(RC):
-        return plt.subplots(1, ncols, figsize=(WIDTH, height), dpi=DPI, **kwargs)
+    return plt.subplots(1, ncols, figsize=(WIDTH, height), dpi=DPI, **kwargs)
 
 
 def _short(x: float) -> str:

@@ -243,14 +243,17 @@ def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None)
     Workers may still be writing the shared tensors. A checkpoint checks its state for finite
     values and then writes it: reading the live tensors twice would let a network poisoned in
     between pass the check and be written over the last good checkpoint. So both read this copy.
+    The network is copied last: what workers derive from it (ACER's average network, the
+    optimizer's statistics) is then never newer than the network the copy holds, so a network
+    poisoned while the copy is made cannot reach the rest of the copy through a worker.
     """
     with torch.no_grad():
-        model = copy.deepcopy(shared["model"]).cpu()
-        optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
-                           for k, v in shared["optimizer"].state_dict().items()}  # copies
         shared_modules = {name: {k: v.to("cpu", copy=True) for k, v in module.state_dict().items()}
                           for name, module in shared.items()
                           if name != "model" and isinstance(module, torch.nn.Module)}
+        optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
+                           for k, v in shared["optimizer"].state_dict().items()}  # copies
+        model = copy.deepcopy(shared["model"]).cpu()
     history, wall_time = History(outcome.episodes, outcome.staleness), outcome.wall_time
     if previous is not None:
         history = previous.history.followed_by(history, previous.wall_time)

@@ -2,7 +2,7 @@
 
 In Jupyter a control shows sliders (and a Run button when each change costs a training run); in
 the static HTML book, where widgets cannot run, the same output shows a note instead, and the
-chapter shows the figure the default values produce right after it.
+chapter shows a figure of a run it made right after it.
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import ipywidgets as widgets
 from IPython.display import display
 
 STATIC_NOTE = ("<p><em>Interactive controls ({names}) appear here when this chapter runs in "
-               "Jupyter (download it as .ipynb from the page header). The figure below shows the "
-               "default values.</em></p>")
+               "Jupyter (download it as .ipynb from the page header). The figure below is from a "
+               "run this page made while it was built, with the settings its text gives, not "
+               "necessarily the controls' defaults.</em></p>")
 
 
 def show_controls(fn, *, run_button: bool, **sliders):
     """Display `sliders` (name -> ipywidgets control) that call `fn(**values)` into an output
     area: on every change, or when the Run button is pressed if `run_button` (for anything that
-    takes more than a moment). Nothing runs until the reader acts; the chapter's static figure
-    shows the defaults."""
+    takes more than a moment). Nothing runs until the reader acts."""
     output = widgets.Output()
 
     def call(_=None):

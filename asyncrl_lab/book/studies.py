@@ -14,7 +14,8 @@ The staleness rule: a run's digest hashes the study's definition (the variant's 
 settings, its seed, the run options) and the source of every package module the algorithm's
 outcome can depend on: the algorithm's module and every module it imports, transitively, with
 the modules `train` runs it through (training, run, parallel, presets, config, ...). The registry
-(`asyncrl_lab/algos/__init__.py`) and the book support are left out, so a change to one
+(`asyncrl_lab/algos/__init__.py`), the figure style (`figstyle`, which only draws) and the book
+support are left out, so a change to one
 algorithm's file makes only the studies of that algorithm (and of any algorithm importing it)
 stale; a change to shared machinery makes every study stale. A study is "current" when every run
 is there with the digest of today's code, "stale" when some run's digest differs, "incomplete"
@@ -42,7 +43,8 @@ from ..history import History, atomic_path
 PACKAGE = Path(__file__).resolve().parent.parent
 RESULTS = PACKAGE.parent / "results" / "studies"
 _MACHINERY = "asyncrl_lab.training"  # what runs every algorithm: train and all it imports
-_NOT_FOLLOWED = {"asyncrl_lab", "asyncrl_lab.algos"}  # the package's and the registry's __init__
+# the package's and the registry's __init__, and the figure style, which draws and never trains
+_NOT_FOLLOWED = {"asyncrl_lab", "asyncrl_lab.algos", "asyncrl_lab.figstyle"}
 
 
 @dataclass(frozen=True)
