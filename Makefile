@@ -1,4 +1,4 @@
-# The two commands a user needs: `make book` and `make test`.
+# The commands a user needs: `make book`, `make test`, and for students `make lab`.
 # Each creates .venv and installs requirements.txt when .venv is missing or older than it.
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +14,7 @@ BOOK_INPUTS := $(shell find asyncrl_lab book/_ext results -type f -not -name '*.
 BOOK_STAMP := _build/.book-inputs
 CLEAR_BOOK := rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
 
-.PHONY: book test test-fast studies clean
+.PHONY: book test test-fast studies lab clean
 
 # The browser test drives Debian's Chromium, never a browser build downloaded at run time.
 CHROMIUM := /usr/bin/chromium
@@ -51,6 +51,14 @@ book: $(STAMP) $(BOOK_STAMP)
 		echo "quick mode changed: executing every chapter again"; $(CLEAR_BOOK); fi
 	@echo "ASYNCRL_QUICK=$$ASYNCRL_QUICK" > _build/.book-mode
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+
+# JupyterLab on the book, for students: a chapter's .md opens as a notebook (jupytext), and its
+# kernel runs in book/, where the chapters expect to run. LAB_ARGS passes options (--port=...);
+# root (a container, CI) must allow itself.
+lab: $(STAMP)
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp book/_lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf _build
