@@ -7,6 +7,7 @@
     python -m asyncrl_lab train a2c --env ALE/Pong-v5 --n-envs 16 --steps 1000000 --out runs/pong
     python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
+    python -m asyncrl_lab grade submissions/ --timeout 300 --csv grades.csv
 
 Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c, acer. Every field of the algorithm's config
 is an option (--t-max, --entropy-beta, --target-update-interval, --lr, --n-envs, --device, ...).
@@ -14,6 +15,9 @@ is an option (--t-max, --entropy-beta, --target-update-interval, --lr, --n-envs,
 global steps and when training ends, however it ends (finished, interrupted, failed).
 `--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
 and history (only --steps and --workers, for A2C --n-envs, may change).
+`grade` runs each submission notebook (or each .ipynb in a folder) in its own kernel, contained
+(asyncrl_lab/grading.py says how), and prints what the book's checks found; exit status 0 when
+every check of every submission passed, 1 otherwise, 2 for bad input.
 """
 from __future__ import annotations
 
@@ -32,6 +36,16 @@ def _parse_bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
 
 
 def _add_config_options(parser: argparse.ArgumentParser, config_cls):
@@ -99,11 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10,
                           help="episodes to play (default: 10)")
     evaluate.add_argument("--greedy", action="store_true", help="take the most likely action")
+    grade = commands.add_parser("grade", help="run a class's notebooks, each contained, and "
+                                              "report what the exercises' checks found")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                       help="a submitted .ipynb, or a folder of them")
+    grade.add_argument("--timeout", type=_positive_float, default=600.0, metavar="S",
+                       help="wall-clock limit for each submission, in seconds (default: 600)")
+    grade.add_argument("--memory", type=int, default=4096, metavar="MB",
+                       help="address-space limit of each submission's kernel and of each "
+                            "process it starts, in MiB; a kernel that imports torch takes over "
+                            "1024 of it (default: 4096)")
+    grade.add_argument("--csv", metavar="FILE",
+                       help="also write one row per (submission, check) to FILE")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "grade":
+        return _grade(args)
     from . import load, train  # after parsing, so --help is fast
 
     try:
@@ -126,6 +154,20 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _grade(args) -> int:
+    from .grading import grade
+
+    try:
+        graded = grade(args.submissions, timeout=args.timeout, memory_mb=args.memory,
+                       csv_path=args.csv)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    passed = sum(g.passed for g in graded)
+    print(f"{passed} of {len(graded)} submissions passed every check")
+    return 0 if passed == len(graded) else 1
 
 
 if __name__ == "__main__":

@@ -302,12 +302,15 @@ def test_the_checkpoint_keeps_the_average_network_and_resume_restores_it(tmp_pat
 
 @pytest.mark.slow
 def test_acer_learns_cartpole():
-    """The benchmark (benchmarks/cartpole_time_to_solve.py) asks for a rolling-100 mean of 475;
-    this asks for 400 within the same budget, a margin for the nondeterminism of 2 workers."""
+    """The benchmark's target (benchmarks/cartpole_time_to_solve.py): a rolling-100 mean of 475
+    within the preset's budget (seed 0 reached it after ~60k of 150k steps in every study run).
+    Then 20 sampled episodes average 300 or more. Stopped at a mean of 400 instead, the policy
+    was once caught in a dip (5 episodes averaged 232 in a fresh-clone run, where three runs
+    here gave 500): a mean of 475 leaves no room for one."""
     run = lab.train("acer", env="CartPole-v1", seed=0, workers=2, progress=False,
-                    stop_at_return=400)
-    assert run.history.first_reaching(400) is not None, run.message
-    assert run.evaluate(episodes=5)["mean"] >= 300
+                    stop_at_return=475)
+    assert run.history.first_reaching(475) is not None, run.message
+    assert run.evaluate(episodes=20)["mean"] >= 300
     assert children_of() == []
 
 
