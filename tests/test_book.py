@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from nbclient import NotebookClient
 
 import helpers
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.slow  # make test-fast leaves it out
 ROOT = Path(helpers.ROOT)
 
 
-def chapters():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    return [f for f in files if f not in ("book/references", "book/build_report", "book/api",
-                                         "book/performance", "book/glossary", "book/methods")]
-
-
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).
 MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pytorch": 3,
                "book/one_step_q": 3, "book/n_step_q": 3, "book/a3c": 6, "book/a2c": 4,
@@ -38,7 +30,7 @@ MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pyto
 
 
 def test_every_chapter_is_listed_and_accounted_for():
-    assert set(chapters()) == set(MIN_FIGURES)
+    assert set(helpers.book_pages(back_matter=False)) == set(MIN_FIGURES)
 
 
 @pytest.mark.parametrize("chapter", sorted(MIN_FIGURES))

@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 import helpers
 
@@ -22,12 +21,6 @@ SCREENSHOTS = ROOT / "_build" / "screenshots"
 # Without the background-networking flags Chromium phones home at start; this machine refuses it.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def pages(back_matter: bool = True):
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]
-                            if back_matter or part["caption"] != "Back matter"]
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -76,7 +69,7 @@ def open_page(browser, url, *, width=1280, height=900):
     return page, log
 
 
-@pytest.mark.parametrize("name", pages())
+@pytest.mark.parametrize("name", helpers.book_pages())
 def test_page_typesets_math_loads_figures_and_stays_offline(browser, site, name):
     page, log = open_page(browser, f"{site}/{name}.html")
     math = page.evaluate("""() => Array.from(document.querySelectorAll('.math')).map(
@@ -93,7 +86,7 @@ def test_page_typesets_math_loads_figures_and_stays_offline(browser, site, name)
     assert all(math), f"{math.count(False)} of {len(math)} formulas not typeset"
     assert [src for src, loaded in images if not loaded] == []
     assert len(too_wide) == 0, f"{len(too_wide)} display formulas wider than the column"
-    if name in pages(back_matter=False):
+    if name in helpers.book_pages(back_matter=False):
         assert math, "a chapter with no typeset formula"
 
 
