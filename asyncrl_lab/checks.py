@@ -16,15 +16,19 @@ submission's results from its executed notebook through it.
 """
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .history import History
 from .losses import actor_critic_loss
-from .returns import bootstrap_value, n_step_returns
+from .optim import SharedRMSprop
+from .returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
+                      q_learning_target, retrace_targets, sarsa_target)
 
 CHECK_MIME = "application/vnd.asyncrl-check+json"
 STATUSES = ("pass", "fail", "error")
@@ -94,6 +98,7 @@ def _fmt(a) -> str:
     a = np.asarray(a)
     text = np.array2string(a, separator=", ", threshold=12, edgeitems=3, max_line_width=100,
                            formatter={"float_kind": lambda x: repr(round(float(x), 4))})
+    text = " ".join(text.split())  # one line: the rows of a matrix side by side
     return text if a.size <= 12 else f"{text} ({'x'.join(map(str, a.shape))} values)"
 
 
@@ -108,52 +113,238 @@ def _compare(call: str, what: str, expected: np.ndarray, got: np.ndarray, hint: 
     message = (f"{call}\n  {what}: expected {_fmt(expected)}\n  {' ' * (len(what) + 2)}"
                f"got      {_fmt(got)}")
     if got.ndim:
-        i = np.unravel_index(np.flatnonzero(~close)[0], got.shape)
+        i = tuple(int(j) for j in np.unravel_index(np.flatnonzero(~close)[0], got.shape))
         message += (f"\n  first difference at index {i[0] if len(i) == 1 else i}: expected "
                     f"{float(expected[i]):.6g}, got {float(got[i]):.6g}")
     raise CheckFailed(message + hint)
 
 
-# --- n-step returns ------------------------------------------------------------------------------
+# --- functions of arrays: the checks of the value computations --------------------------------
+
+def _as_numbers(call: str, name: str, got, expected: np.ndarray) -> np.ndarray:
+    if got is None:
+        raise CheckFailed(f"{call}\n  returned None for {name}; expected {_fmt(expected)} (did "
+                          "you forget `return`?)")
+    try:
+        return np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor that needs .detach()
+        raise CheckFailed(f"{call}\n  returned {type(got).__name__} {got!r:.80} for {name}, not "
+                          f"numbers; expected {_fmt(expected)}") from None
+
+
+def _agrees(check: str, fn, reference, reference_name: str, cases, outputs=("returns",)) -> str:
+    """Compare `fn` with `reference` on each case (what it covers, its arguments by name): `fn`
+    gets copies of the arguments in order, so that changing them in place changes nothing, and
+    returns what `reference` returns (a tuple when there are several `outputs`)."""
+    _require_function(fn, check)
+    for what, args in cases:
+        expected = reference(**copy.deepcopy(args))
+        expected = [np.asarray(e, dtype=np.float64)
+                    for e in (expected if len(outputs) > 1 else (expected,))]
+        call = (f"{check}({', '.join(f'{name}={_fmt(value)}' for name, value in args.items())})"
+                f"   [hidden case: {what}]")
+        got = _call(fn, call, *copy.deepcopy(list(args.values())))
+        if len(outputs) > 1:
+            if not isinstance(got, (tuple, list)) or len(got) != len(outputs):
+                raise CheckFailed(f"{call}\n  returned {type(got).__name__} {got!r:.80}; "
+                                  f"expected a tuple of {len(outputs)}: ({', '.join(outputs)})")
+        else:
+            got = (got,)
+        for name, e, g in zip(outputs, expected, got):
+            _compare(call, name, e, _as_numbers(call, name, g, e))
+    return f"{len(cases)} hidden cases agree with {reference_name}"
+
 
 _RNG = np.random.default_rng(21)
-# (what it covers, rewards, terminated, V(s_{t+k}), gamma); the bootstrap the student's function
-# gets is bootstrap_value(terminated, V(s_{t+k})): 0 after a terminal state
+
+
+def _ar1(n_actors: int, steps: int, features: int, kappa: float, offsets=0.0) -> np.ndarray:
+    """Streams x_t = kappa x_{t-1} + noise, one per actor, shifted by `offsets` per actor."""
+    x = np.zeros((n_actors, steps, features))
+    x[:, 0] = _RNG.normal(size=(n_actors, features))
+    for t in range(1, steps):
+        x[:, t] = kappa * x[:, t - 1] + _RNG.normal(size=(n_actors, features))
+    return (x + np.reshape(offsets, (-1, 1, 1))).round(3)
+
+
+_AUTOCORRELATION_CASES = [
+    ("one actor, one feature, six steps", dict(streams=[[[1.0], [2.0], [3.0], [2.0], [1.0],
+                                                         [0.0]]], max_lag=2)),
+    ("max_lag 0: lag 0 is 1", dict(streams=_ar1(2, 10, 2, 0.5), max_lag=0)),
+    ("two actors whose means differ: centre on the mean over all actors",
+     dict(streams=_ar1(2, 50, 1, 0.3, offsets=[3.0, -3.0]), max_lag=4)),
+    ("4 actors, 200 steps, 3 features of an AR(1) process",
+     dict(streams=_ar1(4, 200, 3, 0.9), max_lag=10)),
+    ("lags as long as half the stream", dict(streams=_ar1(3, 12, 2, -0.5), max_lag=6)),
+]
+
+
+def check_autocorrelation(fn) -> CheckResult:
+    """Check `fn(streams, max_lag) -> kappa` (streams of shape (actors, steps, features); kappa of
+    shape (max_lag + 1, features)) against `asyncrl_lab.book.analysis.autocorrelation`."""
+    from .book.analysis import autocorrelation  # the book's measurement, not the library's
+
+    return _checked("autocorrelation", lambda: _agrees(
+        "autocorrelation", fn, autocorrelation, "asyncrl_lab.book.analysis.autocorrelation",
+        _AUTOCORRELATION_CASES, outputs=("kappa",)))
+
+
+def _rmsprop_step(theta, grad, square_avg, lr, omega, zeta):
+    """One step of the package's SharedRMSprop on a single parameter tensor."""
+    param = torch.tensor(theta, dtype=torch.float64)
+    optimizer = SharedRMSprop([param], lr=lr, alpha=omega, eps=zeta)
+    optimizer.state["square_avg"][0].copy_(torch.tensor(square_avg, dtype=torch.float64))
+    optimizer.step([torch.tensor(grad, dtype=torch.float64)])
+    return param.numpy(), optimizer.state["square_avg"][0].numpy()
+
+
+_RMSPROP_CASES = [
+    ("one parameter, fresh statistics", dict(theta=[1.0], grad=[0.5], square_avg=[0.0], lr=0.1,
+                                             omega=0.99, zeta=0.1)),
+    ("omega = 0: the statistics are the last squared gradient",
+     dict(theta=[0.5, -0.5], grad=[2.0, -1.0], square_avg=[1.0, 4.0], lr=0.01, omega=0.0,
+          zeta=0.01)),
+    ("a zero gradient: theta stays, the statistics decay",
+     dict(theta=[1.0, 2.0, 3.0], grad=[0.0, 0.0, 0.0], square_avg=[0.5, 1.0, 2.0], lr=0.1,
+          omega=0.9, zeta=0.1)),
+    ("tiny gradients: zeta keeps the step small",
+     dict(theta=[0.0, 0.0], grad=[1e-4, -1e-3], square_avg=[0.0, 0.0], lr=7e-4, omega=0.99,
+          zeta=0.1)),
+    ("a 3x4 weight matrix with accumulated statistics",
+     dict(theta=_RNG.normal(size=(3, 4)).round(3), grad=_RNG.normal(size=(3, 4)).round(3),
+          square_avg=_RNG.uniform(0, 2, size=(3, 4)).round(3), lr=7e-4, omega=0.99, zeta=0.1)),
+]
+
+
+def check_rmsprop_step(fn) -> CheckResult:
+    """Check `fn(theta, grad, square_avg, lr, omega, zeta) -> (theta, square_avg)`, one step of
+    shared RMSProp, against `asyncrl_lab.optim.SharedRMSprop`."""
+    return _checked("rmsprop_step", lambda: _agrees(
+        "rmsprop_step", fn, _rmsprop_step, "asyncrl_lab.optim.SharedRMSprop", _RMSPROP_CASES,
+        outputs=("theta", "square_avg")))
+
+
+_ONE_STEP_CASES = [
+    ("the greedy action taken next", dict(reward=1.0, terminated=False,
+                                          next_q_values=[2.0, 6.0, 4.0], next_action=1,
+                                          gamma=0.5)),
+    ("an exploratory action taken next", dict(reward=1.0, terminated=False,
+                                              next_q_values=[2.0, 6.0, 4.0], next_action=2,
+                                              gamma=0.5)),
+    ("a terminal state: no bootstrap", dict(reward=-1.0, terminated=True,
+                                            next_q_values=[3.0, 5.0], next_action=0, gamma=0.99)),
+    ("negative action values", dict(reward=0.5, terminated=False,
+                                    next_q_values=[-3.0, -1.5, -2.0, -7.0], next_action=3,
+                                    gamma=0.99)),
+    ("gamma = 1, six actions, the largest last",
+     dict(reward=2.0, terminated=False, next_q_values=[0.1, 0.2, 0.3, 0.4, 0.5, 0.9],
+          next_action=0, gamma=1.0)),
+]
+
+
+def check_q_learning_target(fn) -> CheckResult:
+    """Check `fn(reward, terminated, next_q_values, next_action, gamma) -> y`, one-step
+    Q-learning's target, against `asyncrl_lab.returns.q_learning_target`."""
+    return _checked("q_learning_target", lambda: _agrees(
+        "q_learning_target", fn, q_learning_target, "asyncrl_lab.returns.q_learning_target",
+        _ONE_STEP_CASES, outputs=("y",)))
+
+
+def check_sarsa_target(fn) -> CheckResult:
+    """Check `fn(reward, terminated, next_q_values, next_action, gamma) -> y`, one-step Sarsa's
+    target, against `asyncrl_lab.returns.sarsa_target`."""
+    return _checked("sarsa_target", lambda: _agrees(
+        "sarsa_target", fn, sarsa_target, "asyncrl_lab.returns.sarsa_target", _ONE_STEP_CASES,
+        outputs=("y",)))
+
+
+def _n_step_case(what, rewards, terminated, last_value, gamma):
+    # the bootstrap the student's function gets: 0 after a terminal state, else V(s_{t+k})
+    return what, dict(rewards=list(rewards), bootstrap=bootstrap_value(terminated, last_value),
+                      gamma=gamma)
+
+
 _N_STEP_CASES = [
-    ("a single step", [1.0], False, 2.0, 0.9),
-    ("a terminal state: the bootstrap is 0", [1.0, 0.0, 2.0], True, 5.0, 0.9),
-    ("gamma = 1: undiscounted sums", [1.0, -1.0, 0.5, 2.0], False, 3.0, 1.0),
-    ("cut mid-episode: bootstrap from V(s_{t+k})", [0.0, 0.0, 1.0, 0.0, 0.0], False, -1.5, 0.99),
-    ("negative rewards, small gamma", [-2.0, 0.5, -1.0, 3.0, 0.0, -0.5], False, 4.0, 0.5),
-    ("a long rollout (200 steps)", _RNG.normal(size=200).round(2).tolist(), False, 10.0, 0.99),
-    ("a long rollout ending in a terminal state (500 steps)",
-     _RNG.normal(size=500).round(2).tolist(), True, 7.0, 0.95),
+    _n_step_case("a single step", [1.0], False, 2.0, 0.9),
+    _n_step_case("a terminal state: the bootstrap is 0", [1.0, 0.0, 2.0], True, 5.0, 0.9),
+    _n_step_case("gamma = 1: undiscounted sums", [1.0, -1.0, 0.5, 2.0], False, 3.0, 1.0),
+    _n_step_case("cut mid-episode: bootstrap from V(s_{t+k})", [0.0, 0.0, 1.0, 0.0, 0.0], False,
+                 -1.5, 0.99),
+    _n_step_case("negative rewards, small gamma", [-2.0, 0.5, -1.0, 3.0, 0.0, -0.5], False, 4.0,
+                 0.5),
+    _n_step_case("a long rollout (200 steps)", _RNG.normal(size=200).round(2), False, 10.0, 0.99),
+    _n_step_case("a long rollout ending in a terminal state (500 steps)",
+                 _RNG.normal(size=500).round(2), True, 7.0, 0.95),
 ]
 
 
 def check_n_step_returns(fn) -> CheckResult:
     """Check `fn(rewards, bootstrap, gamma) -> returns` (a list of k rewards, the bootstrap value
     R_k, the discount) against `asyncrl_lab.returns.n_step_returns` on hidden rollouts."""
-    def run():
-        _require_function(fn, "n_step_returns")
-        for what, rewards, terminated, last_value, gamma in _N_STEP_CASES:
-            bootstrap = bootstrap_value(terminated, last_value)
-            expected = n_step_returns(rewards, bootstrap, gamma)
-            call = (f"n_step_returns(rewards={_fmt(rewards)}, bootstrap={bootstrap!r}, "
-                    f"gamma={gamma!r})   [hidden case: {what}]")
-            got = _call(fn, call, list(rewards), bootstrap, gamma)
-            if got is None:
-                raise CheckFailed(f"{call}\n  returned None; expected the {len(rewards)} "
-                                  f"returns {_fmt(expected)} (did you forget `return`?)")
-            try:
-                got = np.asarray(got, dtype=np.float64)
-            except (TypeError, ValueError, RuntimeError):
-                raise CheckFailed(f"{call}\n  returned {type(got).__name__} {got!r:.80}, not a "
-                                  f"sequence of numbers; expected {_fmt(expected)}") from None
-            _compare(call, "returns", expected, got)
-        return (f"{len(_N_STEP_CASES)} hidden cases agree with "
-                "asyncrl_lab.returns.n_step_returns")
-    return _checked("n_step_returns", run)
+    return _checked("n_step_returns", lambda: _agrees(
+        "n_step_returns", fn, n_step_returns, "asyncrl_lab.returns.n_step_returns",
+        _N_STEP_CASES))
+
+
+def _batch_case(what, t_max, n_envs, ends, gamma):
+    """A batch of rollouts; `ends` maps (t, env) to the value the chain restarts from there."""
+    dones, end_values = np.zeros((t_max, n_envs), dtype=bool), np.zeros((t_max, n_envs))
+    for (t, env), value in ends.items():
+        dones[t, env], end_values[t, env] = True, value
+    return what, dict(rewards=_RNG.normal(size=(t_max, n_envs)).round(2), dones=dones,
+                      end_values=end_values, last_values=_RNG.normal(size=n_envs).round(2) * 5,
+                      gamma=gamma)
+
+
+_BATCHED_CASES = [
+    _batch_case("one env, no episode ends", 4, 1, {}, 0.9),
+    _batch_case("an episode terminates mid-rollout: the chain restarts from 0", 5, 1,
+                {(2, 0): 0.0}, 0.9),
+    _batch_case("an episode truncated mid-rollout: restart from V of its last state", 5, 1,
+                {(1, 0): 3.5}, 0.99),
+    _batch_case("an episode ends at the last step: last_values do not enter", 3, 2,
+                {(2, 1): 0.0}, 0.9),
+    _batch_case("8 envs, episodes ending at different steps", 5, 8,
+                {(0, 1): 0.0, (3, 1): 2.0, (1, 4): 0.0, (4, 6): -1.0, (2, 7): 0.0}, 0.99),
+    _batch_case("two episode ends in one env", 6, 2, {(1, 0): 0.0, (4, 0): 0.0}, 0.5),
+]
+
+
+def check_batched_returns(fn) -> CheckResult:
+    """Check `fn(rewards, dones, end_values, last_values, gamma) -> returns` (arrays of shape
+    (t_max, n_envs), last_values of shape (n_envs,)) against
+    `asyncrl_lab.returns.batched_n_step_returns`."""
+    return _checked("batched_returns", lambda: _agrees(
+        "batched_returns", fn, batched_n_step_returns,
+        "asyncrl_lab.returns.batched_n_step_returns", _BATCHED_CASES))
+
+
+def _segment_case(what, k, gamma, bootstrap, rhos=None, q_equals_v=False):
+    q_taken = _RNG.normal(size=k).round(2) * 3
+    values = q_taken.copy() if q_equals_v else _RNG.normal(size=k).round(2) * 3
+    rhos = np.minimum(1.0, _RNG.uniform(0.0, 2.0, size=k)).round(3) if rhos is None else rhos
+    return what, dict(rewards=_RNG.normal(size=k).round(2), q_taken=q_taken, values=values,
+                      truncated_rhos=np.broadcast_to(rhos, (k,)).astype(float),
+                      bootstrap=bootstrap, gamma=gamma)
+
+
+_RETRACE_CASES = [
+    ("two steps", dict(rewards=[1.0, 1.0], q_taken=[2.0, 3.0], values=[2.5, 4.0],
+                       truncated_rhos=[1.0, 0.5], bootstrap=5.0, gamma=0.9)),
+    _segment_case("rho_bar = 0: one-step targets r_i + gamma V(x_{i+1})", 5, 0.99, 2.0, rhos=0.0),
+    _segment_case("rho_bar = 1 and Q = V: the n-step returns", 5, 0.9, -1.0, rhos=1.0,
+                  q_equals_v=True),
+    _segment_case("a segment ending in a terminal state: the bootstrap is 0", 6, 0.99, 0.0),
+    _segment_case("a 20-step segment, importance weights in [0, 1]", 20, 0.99, 4.0),
+]
+
+
+def check_retrace_targets(fn) -> CheckResult:
+    """Check `fn(rewards, q_taken, values, truncated_rhos, bootstrap, gamma) -> targets` (one
+    replayed segment) against `asyncrl_lab.returns.retrace_targets`."""
+    return _checked("retrace_targets", lambda: _agrees(
+        "retrace_targets", fn, retrace_targets, "asyncrl_lab.returns.retrace_targets",
+        _RETRACE_CASES, outputs=("targets",)))
 
 
 # --- the actor-critic loss -----------------------------------------------------------------------
@@ -268,5 +459,25 @@ def check_learns(train_fn) -> CheckResult:
     return _checked("learns", run)
 
 
-CHECKS = {"n_step_returns": check_n_step_returns, "actor_critic_loss": check_actor_critic_loss,
-          "learns": check_learns}
+@dataclass(frozen=True)
+class Check:
+    """A check as the instructor's page lists it."""
+
+    function: Callable
+    chapter: str  # the page (under book/) whose autograded exercise calls it
+    cases: int  # hidden cases, or training runs for a learning check
+
+
+CHECKS = {
+    "learns": Check(check_learns, "preface", 1),
+    "autocorrelation": Check(check_autocorrelation, "dqn_to_parallel",
+                             len(_AUTOCORRELATION_CASES)),
+    "rmsprop_step": Check(check_rmsprop_step, "parallel_pytorch", len(_RMSPROP_CASES)),
+    "q_learning_target": Check(check_q_learning_target, "one_step_q", len(_ONE_STEP_CASES)),
+    "sarsa_target": Check(check_sarsa_target, "one_step_q", len(_ONE_STEP_CASES)),
+    "n_step_returns": Check(check_n_step_returns, "n_step_q", len(_N_STEP_CASES)),
+    "actor_critic_loss": Check(check_actor_critic_loss, "a3c", len(_LOSS_CASES)),
+    "batched_returns": Check(check_batched_returns, "a2c", len(_BATCHED_CASES)),
+    "retrace_targets": Check(check_retrace_targets, "acer", len(_RETRACE_CASES)),
+}
+"""Every check by name, in the book's order; the grader finds a notebook's calls through it."""

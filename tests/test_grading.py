@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
+import numpy as np
 import psutil
 import pytest
 import torch.nn.functional as F
@@ -22,12 +23,16 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 import helpers
 from asyncrl_lab.__main__ import main
-from asyncrl_lab.checks import (CHECK_MIME, CheckFailed, check_actor_critic_loss, check_learns,
-                                check_n_step_returns)
+from asyncrl_lab.book.analysis import autocorrelation
+from asyncrl_lab.checks import (CHECK_MIME, CHECKS, CheckFailed, check_actor_critic_loss,
+                                check_autocorrelation, check_batched_returns, check_learns,
+                                check_n_step_returns, check_q_learning_target,
+                                check_retrace_targets, check_rmsprop_step, check_sarsa_target)
 from asyncrl_lab.grading import SUBMISSION, grade, grade_notebook, read_results
 from asyncrl_lab.history import History
 from asyncrl_lab.losses import actor_critic_loss
-from asyncrl_lab.returns import n_step_returns
+from asyncrl_lab.returns import (batched_n_step_returns, n_step_returns, q_learning_target,
+                                 retrace_targets, sarsa_target)
 
 from helpers import children_of
 
@@ -40,13 +45,31 @@ def failure(check, fn) -> CheckFailed:
 
 # --- the checks ----------------------------------------------------------------------------------
 
+def rmsprop_from_the_equation(theta, grad, square_avg, lr, omega, zeta):
+    """The parallel chapter's equation, in numpy: independent of the check's use of
+    SharedRMSprop, so that passing tests the check's reference too."""
+    square_avg = omega * np.asarray(square_avg) + (1 - omega) * np.asarray(grad) ** 2
+    return np.asarray(theta) - lr * np.asarray(grad) / (np.sqrt(square_avg) + zeta), square_avg
+
+
+RIGHT = {check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
+         check_autocorrelation: autocorrelation, check_rmsprop_step: rmsprop_from_the_equation,
+         check_q_learning_target: q_learning_target, check_sarsa_target: sarsa_target,
+         check_batched_returns: batched_n_step_returns, check_retrace_targets: retrace_targets}
+
+
 def test_checks_pass_with_the_packages_functions(capsys):
-    for check, fn in [(check_n_step_returns, n_step_returns),
-                      (check_actor_critic_loss, actor_critic_loss)]:
-        result = check(fn)
-        assert result.status == "pass"
+    for check, fn in RIGHT.items():
+        assert check(fn).status == "pass"
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and all(line.startswith("✓ ") for line in lines)
+    assert len(lines) == len(RIGHT) and all(line.startswith("✓ ") for line in lines)
+
+
+def test_every_check_is_listed_with_its_chapter_and_cases():
+    assert {c.function for c in CHECKS.values()} == set(RIGHT) | {check_learns}
+    for name, entry in CHECKS.items():
+        assert entry.function.__name__ == f"check_{name}" and entry.cases >= 1
+        assert (Path(helpers.ROOT) / "book" / f"{entry.chapter}.md").exists()
 
 
 def off_by_one_discount(rewards, bootstrap, gamma):
@@ -117,15 +140,72 @@ def test_actor_critic_loss_must_stay_a_differentiable_scalar():
         failure(check_actor_critic_loss, lambda *args: actor_critic_loss(*args).reshape(1)))
 
 
+def test_sarsa_and_q_learning_targets_tell_the_next_action_apart():
+    message = str(failure(check_sarsa_target, q_learning_target))
+    assert "next_q_values=[2.0, 6.0, 4.0], next_action=2" in message
+    assert "y: expected 3.0" in message and "got      4.0" in message
+    assert "exploratory" in str(failure(check_q_learning_target, sarsa_target))
+
+
+def test_autocorrelation_centred_per_actor_fails_on_the_case_that_shows_it():
+    def per_actor(streams, max_lag):
+        x = np.asarray(streams, dtype=float)
+        x = x - x.mean(axis=1, keepdims=True)
+        return autocorrelation(x, max_lag)
+    message = str(failure(check_autocorrelation, per_actor))
+    assert "two actors whose means differ" in message and "kappa: expected" in message
+    assert "first difference at index (1, 0)" in message
+
+
+def test_rmsprop_step_dividing_by_the_old_statistics_fails():
+    def old_statistics(theta, grad, square_avg, lr, omega, zeta):
+        theta, grad, square_avg = map(np.asarray, (theta, grad, square_avg))
+        return (theta - lr * grad / (np.sqrt(square_avg) + zeta),
+                omega * square_avg + (1 - omega) * grad ** 2)
+    message = str(failure(check_rmsprop_step, old_statistics))
+    assert message.startswith("rmsprop_step(theta=[1.0], grad=[0.5], square_avg=[0.0], lr=0.1")
+    assert "theta: expected [0.6667]" in message and "got      [0.5]" in message
+    assert "expected a tuple of 2: (theta, square_avg)" in str(
+        failure(check_rmsprop_step, lambda theta, *args: theta))
+
+
+def test_batched_returns_must_restart_where_an_episode_ends():
+    def never_restarts(rewards, dones, end_values, last_values, gamma):
+        return batched_n_step_returns(rewards, False, 0.0, last_values, gamma)
+
+    def restart_from_zero(rewards, dones, end_values, last_values, gamma):
+        return batched_n_step_returns(rewards, dones, 0.0, last_values, gamma)
+    assert "terminates mid-rollout" in str(failure(check_batched_returns, never_restarts))
+    assert "truncated mid-rollout" in str(failure(check_batched_returns, restart_from_zero))
+
+
+def test_retrace_without_truncation_fails():
+    def untruncated(rewards, q_taken, values, truncated_rhos, bootstrap, gamma):
+        return retrace_targets(rewards, q_taken, values, np.ones(len(rewards)), bootstrap, gamma)
+    message = str(failure(check_retrace_targets, untruncated))
+    assert "truncated_rhos=[1.0, 0.5]" in message and "targets: expected" in message
+
+
+def test_a_check_changes_nothing_it_was_given_to_the_next_case():
+    def changes_its_input(rewards, bootstrap, gamma):
+        result = n_step_returns(rewards, bootstrap, gamma)
+        rewards.clear()
+        return result
+    assert check_n_step_returns(changes_its_input).status == "pass"
+    assert check_n_step_returns(n_step_returns).status == "pass"  # the hidden cases are intact
+
+
 def stub(*args, **kwargs):
     raise NotImplementedError("your code here")
 
 
-@pytest.mark.parametrize("check", [check_n_step_returns, check_actor_critic_loss, check_learns])
+@pytest.mark.parametrize("check", [entry.function for entry in CHECKS.values()],
+                         ids=list(CHECKS))
 def test_stubs_never_pass(check):
     err = failure(check, stub)
     assert err.status == "error"
     assert "raised NotImplementedError: your code here" in str(err)
+    assert "replace `raise NotImplementedError` with your code" in str(err)
     assert failure(check, lambda *args, **kwargs: None).status == "fail"
     assert failure(check, None).status == "error"
 
