@@ -1,4 +1,5 @@
-# The commands a user needs: `make book`, `make test`, and for students `make lab`.
+# The commands a user needs: `make book`, `make test`, for students `make lab`, and for
+# instructors `make student`.
 # Each creates .venv and installs requirements.txt when .venv is missing or older than it.
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ BOOK_INPUTS := $(shell find asyncrl_lab book/_ext results -type f -not -name '*.
 BOOK_STAMP := _build/.book-inputs
 CLEAR_BOOK := rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute _build/html
 
-.PHONY: book test test-fast studies lab clean
+.PHONY: book test test-fast studies lab student clean
 
 # The browser test drives Debian's Chromium, never a browser build downloaded at run time.
 CHROMIUM := /usr/bin/chromium
@@ -59,6 +60,13 @@ lab: $(STAMP)
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp book/_lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=book $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# The student edition: the book with every solution removed, the exercises' stubs in place, into
+# $(STUDENT)/html and one notebook per chapter in $(STUDENT)/notebooks. Built from nothing each
+# time: every chapter executes (ASYNCRL_QUICK=1 for quick mode).
+STUDENT ?= _build/student
+student: $(STAMP)
+	$(PY) -m asyncrl_lab.book.student $(STUDENT)
 
 clean:
 	rm -rf _build

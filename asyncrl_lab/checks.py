@@ -17,6 +17,7 @@ submission's results from its executed notebook through it.
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -481,3 +482,6 @@ CHECKS = {
     "retrace_targets": Check(check_retrace_targets, "acer", len(_RETRACE_CASES)),
 }
 """Every check by name, in the book's order; the grader finds a notebook's calls through it."""
+
+CHECK_CALL = re.compile(r"\bcheck_(" + "|".join(CHECKS) + r")\s*\(")
+"""A call of one of the checks in a cell's code; group 1 is the check's name."""

@@ -53,7 +53,7 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
-from .checks import CHECK_MIME, CHECKS, STATUSES
+from .checks import CHECK_CALL, CHECK_MIME, CHECKS, STATUSES
 
 SUBMISSION = "(submission)"  # the check column of what went wrong outside any check
 MARKER = "ASYNCRL_GRADE_SANDBOX"  # in the environment of every process a submission starts
@@ -61,7 +61,6 @@ OUTPUT_LIMIT = 2_000_000  # characters of output kept per submission; a print lo
 # nbclient and jupyter_client log a dying kernel as an error; the grader reports it in its table
 _QUIET = logging.getLogger(__name__ + ".kernels")
 _QUIET.setLevel(logging.CRITICAL)
-_CHECK_CALL = re.compile(r"\bcheck_(" + "|".join(CHECKS) + r")\s*\(")
 
 
 @dataclass
@@ -314,7 +313,7 @@ def read_results(nb, memory_mb: int) -> tuple[list, list]:
     raised outside a check. A check the notebook calls but whose record is missing is an error."""
     records, raised = {}, []
     expected = [m.group(1) for cell in nb.cells if cell.cell_type == "code"
-                for m in _CHECK_CALL.finditer(cell.source)]
+                for m in CHECK_CALL.finditer(cell.source)]
     for index, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             record = out.get("data", {}).get(CHECK_MIME)

@@ -31,3 +31,14 @@ def quick_book(tmp_path_factory):
                           env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     return out / "_build"
+
+
+@pytest.fixture(scope="session")
+def student_edition(tmp_path_factory):
+    """`make student` run once in quick mode, for the tests that read the student edition."""
+    out = tmp_path_factory.mktemp("student") / "edition"
+    env = {**subprocess_env(), "ASYNCRL_QUICK": "1"}
+    proc = subprocess.run(["make", "-C", str(helpers.ROOT), "student", f"STUDENT={out}"],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return out
