@@ -467,19 +467,33 @@ class Check:
     function: Callable
     chapter: str  # the page (under book/) whose autograded exercise calls it
     cases: int  # hidden cases, or training runs for a learning check
+    verifies: str
 
 
 CHECKS = {
-    "learns": Check(check_learns, "preface", 1),
+    "learns": Check(check_learns, "preface", 1,
+                    f"trains the student's function on {LEARN_ENV} (seed {LEARN_SEED}, "
+                    f"{LEARN_STEPS:,} steps): some {LEARN_WINDOW} consecutive episodes reach a "
+                    f"mean return of {LEARN_THRESHOLD:g}"),
     "autocorrelation": Check(check_autocorrelation, "dqn_to_parallel",
-                             len(_AUTOCORRELATION_CASES)),
-    "rmsprop_step": Check(check_rmsprop_step, "parallel_pytorch", len(_RMSPROP_CASES)),
-    "q_learning_target": Check(check_q_learning_target, "one_step_q", len(_ONE_STEP_CASES)),
-    "sarsa_target": Check(check_sarsa_target, "one_step_q", len(_ONE_STEP_CASES)),
-    "n_step_returns": Check(check_n_step_returns, "n_step_q", len(_N_STEP_CASES)),
-    "actor_critic_loss": Check(check_actor_critic_loss, "a3c", len(_LOSS_CASES)),
-    "batched_returns": Check(check_batched_returns, "a2c", len(_BATCHED_CASES)),
-    "retrace_targets": Check(check_retrace_targets, "acer", len(_RETRACE_CASES)),
+                             len(_AUTOCORRELATION_CASES),
+                             "the lag-0 to max_lag autocorrelation of each feature, pooled over "
+                             "actors"),
+    "rmsprop_step": Check(check_rmsprop_step, "parallel_pytorch", len(_RMSPROP_CASES),
+                          "one step of shared RMSProp: the parameters and the statistics"),
+    "q_learning_target": Check(check_q_learning_target, "one_step_q", len(_ONE_STEP_CASES),
+                               "one-step Q-learning's target, terminal states included"),
+    "sarsa_target": Check(check_sarsa_target, "one_step_q", len(_ONE_STEP_CASES),
+                          "one-step Sarsa's target, from the action taken next"),
+    "n_step_returns": Check(check_n_step_returns, "n_step_q", len(_N_STEP_CASES),
+                            "the n-step returns of a rollout from its bootstrap value"),
+    "actor_critic_loss": Check(check_actor_critic_loss, "a3c", len(_LOSS_CASES),
+                               "A3C's loss and its gradients with respect to the logits and the "
+                               "values"),
+    "batched_returns": Check(check_batched_returns, "a2c", len(_BATCHED_CASES),
+                             "the returns of a batch of rollouts with episode ends inside"),
+    "retrace_targets": Check(check_retrace_targets, "acer", len(_RETRACE_CASES),
+                             "the Retrace targets of a replayed segment"),
 }
 """Every check by name, in the book's order; the grader finds a notebook's calls through it."""
 

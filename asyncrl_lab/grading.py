@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import pwd
-import re
 import secrets
 import shutil
 import signal

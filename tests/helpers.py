@@ -10,7 +10,6 @@ import gymnasium as gym
 import numpy as np
 import psutil
 import torch
-import yaml
 from gymnasium.envs.classic_control import CartPoleEnv
 
 from asyncrl_lab.nets import ActorCritic, ActorQCritic, QNetwork
@@ -358,8 +357,8 @@ def poison_after_first_read(model):
 
 
 def book_pages(back_matter: bool = True) -> list[str]:
-    """The book's pages in the order of _toc.yml: the preface and every part's chapters, with or
-    without the back matter (the pages that run no chapter's experiments)."""
-    toc = yaml.safe_load(open(os.path.join(ROOT, "_toc.yml")).read())
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]
-                            if back_matter or part["caption"] != "Back matter"]
+    """The book's pages in the order of _toc.yml, with or without the back matter."""
+    from pathlib import Path
+
+    from asyncrl_lab.book.student import book_pages as pages  # not on a worker's import path
+    return pages(Path(ROOT), back_matter)

@@ -5,7 +5,7 @@
 writes, from nothing each time (OUT is replaced):
 
     OUT/html/               the HTML book, titled "(student edition)"
-    OUT/notebooks/<page>.ipynb  each chapter's downloadable notebook, the stubs in place
+    OUT/notebooks/<chapter>.ipynb  each chapter's downloadable notebook, the stubs in place
     OUT/src/                the stripped sources the two were built from
 
 A solution is a `{solution}` block or everything from a `{solution-start}` block to its
@@ -43,6 +43,14 @@ SOLUTION_TAG = "solution"
 EDITION = " (student edition)"
 # the block that opens a solution ({solution} or {solution-start}) or closes one
 _OPEN = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<kind>solution|solution-start|solution-end)\}")
+
+
+def book_pages(root: Path = ROOT, back_matter: bool = True) -> list[str]:
+    """The book's pages in the order of _toc.yml: the preface and every part's chapters, with or
+    without the back matter (the pages that run no chapter's experiments)."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]
+                            if back_matter or part["caption"] != "Back matter"]
 
 
 class UnclosedSolution(ValueError):
@@ -176,8 +184,9 @@ def build(out: Path, root: Path = ROOT) -> Path:
     shutil.rmtree(work)
     notebooks = out / "notebooks"
     notebooks.mkdir()
-    for notebook in sorted((out / "html" / "_sources" / "book").glob("*.ipynb")):
-        shutil.copyfile(notebook, notebooks / notebook.name)
+    for page in book_pages(root, back_matter=False):
+        shutil.copyfile(out / "html" / "_sources" / f"{page}.ipynb",
+                        notebooks / f"{Path(page).name}.ipynb")
     print(f"student edition: {out / 'html' / 'index.html'} and "
           f"{len(list(notebooks.iterdir()))} notebooks in {notebooks}", flush=True)
     return out
