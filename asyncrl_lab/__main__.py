@@ -157,7 +157,7 @@ def main(argv=None) -> int:
 
 
 def _grade(args) -> int:
-    from .grading import grade
+    from .book.grading import grade
 
     try:
         graded = grade(args.submissions, timeout=args.timeout, memory_mb=args.memory,

@@ -16,8 +16,8 @@ import pytest
 
 import helpers
 from asyncrl_lab.algos import config_for
-from asyncrl_lab.checks import CHECKS
-from asyncrl_lab.grading import grade_notebook
+from asyncrl_lab.book.checks import CHECKS
+from asyncrl_lab.book.grading import grade_notebook
 
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
 

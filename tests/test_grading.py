@@ -1,4 +1,4 @@
-"""The exercises' checks (asyncrl_lab.checks) and the grader for a class (asyncrl_lab.grading).
+"""The exercises' checks (asyncrl_lab.book.checks) and the grader for a class (asyncrl_lab.book.grading).
 
 The checks are tested on the package's own functions (they pass), on wrong versions of them
 (each fails with a message naming the input, what was expected and what came back) and on
@@ -24,11 +24,11 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 import helpers
 from asyncrl_lab.__main__ import main
 from asyncrl_lab.book.analysis import autocorrelation
-from asyncrl_lab.checks import (CHECK_MIME, CHECKS, CheckFailed, check_actor_critic_loss,
+from asyncrl_lab.book.checks import (CHECK_MIME, CHECKS, CheckFailed, check_actor_critic_loss,
                                 check_autocorrelation, check_batched_returns, check_learns,
                                 check_n_step_returns, check_q_learning_target,
                                 check_retrace_targets, check_rmsprop_step, check_sarsa_target)
-from asyncrl_lab.grading import SUBMISSION, grade, grade_notebook, read_results
+from asyncrl_lab.book.grading import SUBMISSION, grade, grade_notebook, read_results
 from asyncrl_lab.history import History
 from asyncrl_lab.losses import actor_critic_loss
 from asyncrl_lab.returns import (batched_n_step_returns, n_step_returns, q_learning_target,
@@ -272,7 +272,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
 # --- the grader: real kernels --------------------------------------------------------------------
 
 IMPORTS = ("import asyncrl_lab as lab\n"
-           "from asyncrl_lab.checks import check_n_step_returns, check_actor_critic_loss, "
+           "from asyncrl_lab.book.checks import check_n_step_returns, check_actor_critic_loss, "
            "check_learns")
 GOOD = [IMPORTS,
         "from asyncrl_lab.returns import n_step_returns\ncheck_n_step_returns(n_step_returns)",
@@ -295,7 +295,7 @@ RAISES = [IMPORTS,
           "subprocess.Popen(['sleep', '3142'], start_new_session=True)",
           "raise ValueError('a bug of the student')",
           "from asyncrl_lab.returns import n_step_returns\ncheck_n_step_returns(n_step_returns)"]
-LOOPS = ["while True:\n    pass", "from asyncrl_lab.checks import check_n_step_returns\n"
+LOOPS = ["while True:\n    pass", "from asyncrl_lab.book.checks import check_n_step_returns\n"
                                    "check_n_step_returns(print)"]
 HOGS = ["blocks = []\nwhile True:\n    blocks.append(bytearray(64 * 2**20))"]
 DIES = ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"]
@@ -380,7 +380,7 @@ def test_a_submission_cannot_touch_the_project(tmp_path):
             f"import os\nos.remove({str(sentinel)!r})",
             f"open({str(project / 'planted.txt')!r}, 'w').write('x')",
             "open('notes.txt', 'w').write('its own folder is writable')\n"
-            "from asyncrl_lab.checks import check_n_step_returns\n"
+            "from asyncrl_lab.book.checks import check_n_step_returns\n"
             "from asyncrl_lab.returns import n_step_returns\n"
             "check_n_step_returns(n_step_returns)"])
         graded, = grade([submission], timeout=60)

@@ -12,8 +12,8 @@ import pytest
 
 import helpers
 from asyncrl_lab.book.student import SplitSolutions, UnclosedSolution, has_solutions, strip_page
-from asyncrl_lab.checks import CHECKS
-from asyncrl_lab.grading import SUBMISSION, grade_notebook
+from asyncrl_lab.book.checks import CHECK_CALL, CHECKS
+from asyncrl_lab.book.grading import SUBMISSION, grade_notebook
 
 ROOT = Path(helpers.ROOT)
 FRONT = """---
@@ -58,7 +58,7 @@ More PROSE_IN_SOLUTION after the code.
 Text right after it stays.
 
 ```{code-cell} ipython3
-from asyncrl_lab.checks import check_n_step_returns
+from asyncrl_lab.book.checks import check_n_step_returns
 
 check_n_step_returns(f)
 ```
@@ -84,7 +84,7 @@ def test_solutions_are_removed_and_the_rest_kept():
     nb = jupytext.reads(student, fmt="md:myst")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.source.splitlines()[0] for c in code] == [
-        "def f(x):", "from asyncrl_lab.checks import check_n_step_returns"]
+        "def f(x):", "from asyncrl_lab.book.checks import check_n_step_returns"]
     assert code[1].metadata["tags"] == ["raises-exception"]  # the stub fails its check
     assert "tags" not in code[0].metadata
     assert nb.metadata["kernelspec"]["name"] == "python3"
@@ -237,3 +237,14 @@ def test_an_untouched_student_notebook_fails_every_check_naming_the_stub(student
         assert row.status == "error" and "raised NotImplementedError" in row.message, row
         assert "replace `raise NotImplementedError` with your code" in row.message
     assert SUBMISSION not in {r.check for r in graded.rows}
+
+
+@pytest.mark.parametrize("chapter", sorted({c.chapter for c in CHECKS.values()}))
+def test_each_check_has_a_cell_of_its_own(chapter):
+    """A failing check stops its cell: a second check in the same cell would never run, and the
+    grader would report it as never run instead of naming the stub."""
+    nb = jupytext.reads((ROOT / "book" / f"{chapter}.md").read_text(), fmt="md:myst")
+    calls = [CHECK_CALL.findall(c.source) for c in nb.cells if c.cell_type == "code"]
+    assert all(len(found) <= 1 for found in calls), calls
+    assert {name for found in calls for name in found} == {
+        name for name, c in CHECKS.items() if c.chapter == chapter}

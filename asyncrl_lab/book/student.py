@@ -36,7 +36,7 @@ import nbformat
 import yaml
 from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
-from ..checks import CHECK_CALL
+from .checks import CHECK_CALL
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION_TAG = "solution"

@@ -25,11 +25,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .history import History
-from .losses import actor_critic_loss
-from .optim import SharedRMSprop
-from .returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
-                      q_learning_target, retrace_targets, sarsa_target)
+from ..history import History
+from ..losses import actor_critic_loss
+from ..optim import SharedRMSprop
+from ..returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
+                       q_learning_target, retrace_targets, sarsa_target)
+from .analysis import autocorrelation
 
 CHECK_MIME = "application/vnd.asyncrl-check+json"
 STATUSES = ("pass", "fail", "error")
@@ -183,7 +184,6 @@ _AUTOCORRELATION_CASES = [
 def check_autocorrelation(fn) -> CheckResult:
     """Check `fn(streams, max_lag) -> kappa` (streams of shape (actors, steps, features); kappa of
     shape (max_lag + 1, features)) against `asyncrl_lab.book.analysis.autocorrelation`."""
-    from .book.analysis import autocorrelation  # the book's measurement, not the library's
 
     return _checked("autocorrelation", lambda: _agrees(
         "autocorrelation", fn, autocorrelation, "asyncrl_lab.book.analysis.autocorrelation",

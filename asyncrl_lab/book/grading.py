@@ -1,5 +1,5 @@
 """Grading a class: `python -m asyncrl_lab grade SUBMISSION.ipynb ...` runs each submission in a
-fresh kernel and reports what the checks of `asyncrl_lab.checks` found in it.
+fresh kernel and reports what the checks of `asyncrl_lab.book.checks` found in it.
 
 Each submission is contained:
 
