@@ -150,12 +150,14 @@ def _entropy_beta():
 
 @dataclass(frozen=True)
 class A3CConfig(AsyncConfig):
-    """Asynchronous advantage actor-critic, feed-forward (Algorithm S3)."""
+    """Asynchronous advantage actor-critic (Algorithm S3), feed-forward or with an LSTM."""
 
     t_max: int = option(5, "Steps of a rollout before each update (fewer where an episode ends).",
                         integer(1))
     entropy_beta: float = _entropy_beta()
     value_loss_coef: float = option(0.5, "Weight of the value loss beside the policy's.", POSITIVE)
+    lstm_cells: int = option(0, "Cells of an LSTM layer between the trunk and the heads (the "
+                             "paper's A3C LSTM: 128, 256 on Atari); 0: feed-forward.", integer(0))
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class A2CConfig(Config):
     t_max: int = with_default(A3CConfig, "t_max", 5)
     entropy_beta: float = _entropy_beta()
     value_loss_coef: float = with_default(A3CConfig, "value_loss_coef", 0.5)
+    lstm_cells: int = with_default(A3CConfig, "lstm_cells", 0)
     optimizer_eps: float = with_default(Config, "optimizer_eps", 1e-5)
     max_grad_norm: float = with_default(Config, "max_grad_norm", 0.5)
     device: str = option("auto", "Where the network runs: 'auto' (CUDA when torch sees a GPU, "

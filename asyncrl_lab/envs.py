@@ -1,4 +1,5 @@
-"""Environments: Gymnasium ids with discrete actions; Atari ids get the paper's preprocessing.
+"""Environments: Gymnasium ids with discrete actions; Atari ids get the paper's preprocessing; and
+CartPoleNoVel-v1, a CartPole that needs memory, registered here.
 
 Atari preprocessing (Mnih et al. 2015/2016), built from Gymnasium's own wrappers where they fit:
 
@@ -20,6 +21,7 @@ import importlib
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.classic_control import CartPoleEnv
 from gymnasium.wrappers import (AtariPreprocessing, ClipReward, FrameStackObservation,
                                 RecordEpisodeStatistics)
 
@@ -31,6 +33,34 @@ try:
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 except ImportError:  # Atari is optional for the package; requirements.txt installs it
     ale_py = None
+
+
+class CartPoleNoVelEnv(CartPoleEnv):
+    """CartPole-v1 with the two velocities removed from the observation: the agent sees the cart's
+    position and the pole's angle only, so it must remember earlier frames to tell how fast they
+    change (rl-zoo's CartPoleNoVel-v1, the task sb3-contrib's RecurrentPPO is benchmarked on)."""
+
+    VISIBLE = np.array([0, 2])  # x and theta of (x, x_dot, theta, theta_dot)
+
+    def __init__(self, render_mode: str | None = None):
+        super().__init__(render_mode=render_mode)
+        self.observation_space = gym.spaces.Box(self.observation_space.low[self.VISIBLE],
+                                                self.observation_space.high[self.VISIBLE],
+                                                dtype=np.float32)
+
+    def reset(self, **kwargs):
+        obs, info = super().reset(**kwargs)
+        return obs[self.VISIBLE], info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs[self.VISIBLE], reward, terminated, truncated, info
+
+
+# Registered on import, so in every worker process too (each imports this module to make its env).
+if "CartPoleNoVel-v1" not in gym.registry:
+    gym.register("CartPoleNoVel-v1", entry_point=CartPoleNoVelEnv, max_episode_steps=500,
+                 reward_threshold=475.0)
 
 
 def check_env_id(env_id: str) -> None:

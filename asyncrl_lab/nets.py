@@ -1,6 +1,6 @@
 """Networks: a trunk with a softmax policy head and a linear value head (actor-critic methods),
-with a policy head and a head of action values (ACER), or with a head of action values only
-(value-based methods).
+the same with an LSTM cell between the trunk and the heads (A3C LSTM), with a policy head and a
+head of action values (ACER), or with a head of action values only (value-based methods).
 
 * vector observations: an MLP trunk (tanh);
 * Atari frame stacks: the paper's network, conv 16 8x8/4 -> conv 32 4x4/2 -> fc 256, ReLU
@@ -72,6 +72,69 @@ class ActorCritic(nn.Module):
         hidden = self.trunk(obs)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
+    def initial_state(self, batch: int = 1):
+        """A feed-forward network carries no state (see RecurrentActorCritic)."""
+        return None
+
+    def unroll(self, obs: torch.Tensor, state=None, resets=None):
+        """`forward` over a rollout (t_max, batch, *obs_shape), as RecurrentActorCritic.unroll is
+        called; there is no state to carry, reset or return."""
+        logits, values = self(obs.flatten(0, 1))  # the conv trunk takes (batch, C, H, W)
+        return logits.unflatten(0, obs.shape[:2]), values.unflatten(0, obs.shape[:2]), None
+
+
+class RecurrentActorCritic(nn.Module):
+    """The paper's A3C LSTM: the trunk, then an LSTM cell, then the policy and value heads, so that
+    pi(a|s_t, h_t; theta) and V(s_t, h_t; theta_v) depend on what came before s_t through the
+    state (h_t, c_t) ("an LSTM layer with 128 cells", 256 after the Atari network's hidden layer).
+
+    `unroll` is the one forward pass, acting (one step) and the update (a whole rollout) alike, so
+    that both compute the same outputs from the same state.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64),
+                 lstm_cells: int = 128):
+        super().__init__()
+        self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
+        self.lstm_cells = int(lstm_cells)
+        self.trunk, width = trunk_for(obs_shape, hidden_sizes)
+        self.lstm = nn.LSTMCell(width, lstm_cells)
+        self.policy = nn.Linear(lstm_cells, n_actions)
+        self.value = nn.Linear(lstm_cells, 1)
+        nn.init.orthogonal_(self.policy.weight, gain=0.01)  # near-uniform at first, as ActorCritic
+        nn.init.zeros_(self.policy.bias)
+        # a forget gate open at first keeps the cell's memory from vanishing before it learns
+        # anything (Jozefowicz et al. 2015; pfrl's and ikostrikov's A3C LSTMs do the same)
+        for bias in (self.lstm.bias_ih, self.lstm.bias_hh):
+            nn.init.zeros_(bias)
+            bias.data[lstm_cells:2 * lstm_cells] = 0.5
+
+    def initial_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) at the start of an episode: zeros, one row per env."""
+        device = self.policy.weight.device
+        return (torch.zeros(batch, self.lstm_cells, device=device),
+                torch.zeros(batch, self.lstm_cells, device=device))
+
+    def unroll(self, obs: torch.Tensor, state, resets=None):
+        """Logits (T, batch, n_actions), values (T, batch) and the state after the last step, from
+        observations (T, batch, *obs_shape) and the state before the first. `resets` (T, batch),
+        where true, zeroes an env's state before that step: a new episode began there.
+
+        Gradients flow back through the T steps into nothing before them: the state given is a
+        constant (truncated backpropagation through time, one rollout at a time)."""
+        steps, batch = obs.shape[:2]
+        features = self.trunk(obs.flatten(0, 1)).unflatten(0, (steps, batch))
+        h, c = state
+        keep = None if resets is None else (~torch.as_tensor(resets, device=h.device)).unsqueeze(-1)
+        hidden = []
+        for t in range(steps):
+            if keep is not None:
+                h, c = h * keep[t], c * keep[t]
+            h, c = self.lstm(features[t], (h, c))
+            hidden.append(h)
+        hidden = torch.stack(hidden)
+        return self.policy(hidden), self.value(hidden).squeeze(-1), (h, c)
+
 
 class ActorQCritic(nn.Module):
     """ACER's network: pi(a|s; theta) and Q(s, .; theta_v) sharing every layer but the two heads.
@@ -109,9 +172,14 @@ class QNetwork(nn.Module):
 class TorchActor:
     """Samples actions from pi(.|s) and reads V(s) with the network itself (no autograd)."""
 
+    state = None  # what a recurrent actor carries between steps: nothing here
+
     def __init__(self, model: ActorCritic, seed: int):
         self.model = model
         self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self):
+        """A new episode: nothing to forget."""
 
     @torch.no_grad()
     def probs(self, obs) -> np.ndarray:
@@ -131,6 +199,36 @@ class TorchActor:
         return float(self.model(torch.as_tensor(obs).unsqueeze(0))[1])
 
 
+class RecurrentActor:
+    """A RecurrentActorCritic's actor: acts on each observation with the LSTM state of the steps
+    before it in the episode, and carries the state forward. `state` is (h, c) before the next
+    observation; `reset()` starts an episode from zeros."""
+
+    def __init__(self, model: RecurrentActorCritic, seed: int):
+        self.model = model
+        self.generator = torch.Generator().manual_seed(seed)
+        self.reset()
+
+    def reset(self):
+        self.state = self.model.initial_state()
+
+    @torch.no_grad()
+    def _step(self, obs):
+        logits, values, state = self.model.unroll(torch.as_tensor(obs)[None, None], self.state)
+        return logits[0, 0], values[0, 0], state
+
+    def act(self, obs, greedy: bool = False) -> int:
+        logits, _, self.state = self._step(obs)
+        if greedy:
+            return int(logits.argmax())
+        return int(torch.multinomial(torch.softmax(logits, -1), 1, generator=self.generator))
+
+    def value(self, obs) -> float:
+        """V(s, h) of the next observation from the current state, which it leaves as it is: the
+        next `act` takes the same step."""
+        return float(self._step(obs)[1])
+
+
 def sample_index(weights: np.ndarray, rng: np.random.Generator) -> int:
     """An index drawn with probability proportional to the non-negative `weights` (unnormalized
     probabilities), from one uniform draw of `rng`."""
@@ -145,6 +243,9 @@ class NumpyMLPActor:
     this computes the same forward pass with numpy on *views* of the network's own weights (no
     copy: an in-place update of the network, such as a worker's sync, is seen at once).
     """
+
+    state = None
+    reset = TorchActor.reset
 
     def __init__(self, model: ActorCritic | ActorQCritic, seed: int):
         self._hidden = _NumpyTrunk(model.trunk)
@@ -220,6 +321,9 @@ class GreedyQActor:
     """The policy a Q network defines: argmax_a Q(s, a). Acting is always greedy (`greedy` is
     accepted so that it can stand in for an actor-critic's actor)."""
 
+    state = None
+    reset = TorchActor.reset
+
     def __init__(self, model: QNetwork):
         self.q_values = make_q_reader(model)
 
@@ -252,5 +356,7 @@ def make_actor(model: nn.Module, seed: int):
     Q network."""
     if isinstance(model, QNetwork):
         return GreedyQActor(model)
+    if isinstance(model, RecurrentActorCritic):
+        return RecurrentActor(model, seed)
     return NumpyMLPActor(model, seed) if isinstance(model.trunk, nn.Sequential) else \
         TorchActor(model, seed)

@@ -60,6 +60,7 @@ class Run:
         try:
             for _ in range(episodes):
                 obs, _ = env.reset()
+                actor.reset()  # a recurrent policy starts each episode from a zero state
                 while True:
                     obs, _, terminated, truncated, info = env.step(actor.act(obs, greedy))
                     if terminated or truncated:

@@ -5,6 +5,7 @@ import copy
 import os
 import threading
 import time
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -12,7 +13,8 @@ import psutil
 import torch
 from gymnasium.envs.classic_control import CartPoleEnv
 
-from asyncrl_lab.nets import ActorCritic, ActorQCritic, QNetwork
+from asyncrl_lab.config import A3CConfig, with_default
+from asyncrl_lab.nets import ActorCritic, ActorQCritic, QNetwork, RecurrentActorCritic
 
 
 class FaultyCartPole(CartPoleEnv):
@@ -213,6 +215,13 @@ class FaultyContext:
         return self._ctx.apply_gradients(local, lr)
 
 
+@dataclass(frozen=True)
+class RecurrentA3CConfig(A3CConfig):
+    """A3C with a small LSTM: the fault suite runs the recurrent worker through its faults."""
+
+    lstm_cells: int = with_default(A3CConfig, "lstm_cells", 16)
+
+
 def faulty_worker(ctx):
     from asyncrl_lab.algos import ALGORITHMS
 
@@ -346,7 +355,8 @@ def _poisoned_class(network_class):
     return globals()[name]
 
 
-_POISONED = {cls: _poisoned_class(cls) for cls in (ActorCritic, ActorQCritic, QNetwork)}
+_POISONED = {cls: _poisoned_class(cls)
+             for cls in (ActorCritic, RecurrentActorCritic, ActorQCritic, QNetwork)}
 
 
 def poison_after_first_read(model):

@@ -2,6 +2,7 @@
 exceptions in a worker at start and mid-run; a killed worker; a killed parent; SIGTERM to the
 parent; a diverging loss; poisoned parameters; failing checkpoint writes. Each case checks: no hang, no process left, the user told what
 happened, the run's data so far kept."""
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from asyncrl_lab.parallel import Outcome, _resource_tracker_running, _stop_resou
 from asyncrl_lab.run import non_finite_parts
 from asyncrl_lab.training import _to_run
 
-from helpers import (catches_signal, children_of, descendants_of, poison_after_first_read,
+from helpers import (RecurrentA3CConfig, catches_signal, children_of, descendants_of, poison_after_first_read,
                      rewrite_parameters_until, subprocess_env, when, workers_of)
 
 pytestmark = pytest.mark.slow  # make test-fast leaves it out
@@ -34,10 +35,11 @@ ASYNCHRONOUS = sorted(name for name, module in ALGORITHMS.items()
                       if hasattr(module, "worker"))  # A2C's faults are in test_a2c.py
 
 
-@pytest.fixture(params=ASYNCHRONOUS)
+@pytest.fixture(params=ASYNCHRONOUS + ["a3c_lstm"])
 def faulty(request, monkeypatch, tmp_path):
-    """Returns inject(fault): runs of this algorithm get the fault ("point:action[:after]")."""
-    algo = request.param
+    """Returns inject(fault): runs of this algorithm get the fault ("point:action[:after]");
+    "a3c_lstm" is A3C with an LSTM (runs of "a3c" default to lstm_cells=16)."""
+    algo = "a3c" if request.param == "a3c_lstm" else request.param
     markers = tmp_path / "markers"
     markers.mkdir()
     monkeypatch.setenv("ASYNCRL_FAULT_ALGO", algo)
@@ -45,7 +47,8 @@ def faulty(request, monkeypatch, tmp_path):
     monkeypatch.setenv("ASYNCRL_FAULT", "none:none")
     real = ALGORITHMS[algo]
     monkeypatch.setitem(ALGORITHMS, algo, types.SimpleNamespace(
-        Config=real.Config, build_shared=real.build_shared, make_network=real.make_network,
+        Config=RecurrentA3CConfig if request.param == "a3c_lstm" else real.Config,
+        build_shared=real.build_shared, make_network=real.make_network,
         worker=__import__("helpers").faulty_worker))
 
     def inject(fault):
@@ -53,6 +56,7 @@ def faulty(request, monkeypatch, tmp_path):
         return algo
     inject.markers = markers
     inject.algo = algo
+    inject.options = {"lstm_cells": 16} if request.param == "a3c_lstm" else {}  # for a new process
     return inject
 
 
@@ -122,11 +126,11 @@ def test_a_killed_worker_is_reported_and_the_run_kept(faulty, tmp_path):
 
 
 PARENT = textwrap.dedent("""
-    import sys, types
+    import json, sys
     import asyncrl_lab as lab
     if __name__ == "__main__":
         lab.train(sys.argv[1], env="helpers:SlowCartPole-v0", workers=2, total_steps=10_000_000,
-                  progress=False, out=sys.argv[2], checkpoint_every=500)
+                  progress=False, out=sys.argv[2], checkpoint_every=500, **json.loads(sys.argv[3]))
 """)
 
 
@@ -139,7 +143,8 @@ def _wait_for_file(path, timeout=60.0):
 
 def test_workers_exit_when_the_parent_is_killed_and_checkpoints_survive(faulty, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-c", PARENT, faulty.algo, str(out)],
+    proc = subprocess.Popen([sys.executable, "-c", PARENT, faulty.algo, str(out),
+                             json.dumps(faulty.options)],
                             env=subprocess_env(), stdout=subprocess.DEVNULL)
     try:
         _wait_for_file(out / "checkpoint.pt")

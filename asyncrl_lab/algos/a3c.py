@@ -1,6 +1,15 @@
-"""Asynchronous advantage actor-critic, feed-forward: Algorithm S3 of Mnih et al. (2016).
+"""Asynchronous advantage actor-critic: Algorithm S3 of Mnih et al. (2016), feed-forward or, with
+`lstm_cells`, the paper's A3C LSTM.
 
 Each worker process runs `worker`. The comments quote the lines of Algorithm S3 they implement.
+
+With an LSTM the worker does what pfrl's A3C does. It carries the LSTM state (h, c) from step to
+step and from one rollout to the next, so that the policy remembers the whole episode; it keeps
+the state it had at the rollout's first step, t_start; and the update runs the rollout again from
+that state, so that backpropagation goes through the rollout's t_max steps and stops at its start
+(truncated backpropagation through time): the stored state is a constant, and no gradient reaches
+an earlier rollout, whose parameters theta' were other ones. The state starts from zeros in every
+episode; on Atari with episodic_life a lost life ends the training episode, and the state too.
 """
 from __future__ import annotations
 
@@ -10,13 +19,15 @@ import torch
 from ..config import A3CConfig as Config
 from ..envs import make_env
 from ..losses import actor_critic_loss
-from ..nets import ActorCritic, make_actor
+from ..nets import ActorCritic, RecurrentActorCritic, make_actor
 from ..optim import gradient_update, make_optimizer
 from ..parallel import AsyncContext
 from ..returns import bootstrap_value, n_step_returns
 
 
-def make_network(config: Config, obs_shape, n_actions) -> ActorCritic:
+def make_network(config: Config, obs_shape, n_actions) -> ActorCritic | RecurrentActorCritic:
+    if config.lstm_cells:
+        return RecurrentActorCritic(obs_shape, n_actions, config.hidden_sizes, config.lstm_cells)
     return ActorCritic(obs_shape, n_actions, config.hidden_sizes)
 
 
@@ -35,6 +46,7 @@ def worker(ctx: AsyncContext):
     obs, _ = env.reset()
     while ctx.running():                                    # repeat ... until T > T_max
         ctx.sync(local)                                     # synchronize theta' = theta, theta'_v = theta_v
+        start_state = policy.state                          # (h, c) at t_start (None: feed-forward)
         states, actions, rewards = [], [], []
         for _ in range(config.t_max):                       # until terminal s_t or t - t_start == t_max
             action = policy.act(obs)                        # perform a_t according to pi(a_t|s_t; theta')
@@ -50,9 +62,10 @@ def worker(ctx: AsyncContext):
         R = bootstrap_value(terminated, policy.value(obs))
         returns = n_step_returns(rewards, R, config.gamma)
 
-        # accumulate gradients wrt theta' and theta'_v over the rollout (one batched pass)
-        logits, values = local(torch.as_tensor(np.stack(states)))
-        loss = actor_critic_loss(logits, values, torch.as_tensor(actions),
+        # accumulate gradients wrt theta' and theta'_v over the rollout (one pass over it, from
+        # the state at t_start: gradients stop there)
+        logits, values, _ = local.unroll(torch.as_tensor(np.stack(states))[:, None], start_state)
+        loss = actor_critic_loss(logits[:, 0], values[:, 0], torch.as_tensor(actions),
                                  torch.as_tensor(returns, dtype=torch.float32),
                                  config.entropy_beta, config.value_loss_coef)
         # asynchronous update of theta using d theta and of theta_v using d theta_v
@@ -62,4 +75,5 @@ def worker(ctx: AsyncContext):
             if "episode" in info:  # a real game over, not a lost life
                 ctx.episode(info["episode"]["r"], info["episode"]["l"])
             obs, _ = env.reset()
+            policy.reset()                                  # a new episode: (h, c) from zeros
     env.close()
