@@ -2,6 +2,8 @@
 from its stored state against a step-by-step brute force, in values and gradients; states reset
 at episode ends, mid-rollout too; no gradient reaching an earlier rollout; acting and the update
 agreeing; CartPoleNoVel-v1; checkpoints, resume and evaluation with a recurrent policy."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,18 @@ def test_a_feed_forward_network_unrolls_as_its_forward_pass():
     assert state is None
     torch.testing.assert_close(logits, expected_logits)
     torch.testing.assert_close(values, expected_values)
+
+
+def test_cartpole_without_velocities_passes_gymnasiums_checks():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the passive checker's warnings too (reset without seed=)
+        check_env(gym.make("CartPoleNoVel-v1").unwrapped, skip_render_check=True)
+        env = gym.make("CartPoleNoVel-v1")  # with gymnasium's passive checker, as workers make it
+        env.reset(seed=0)
+        env.step(0)
 
 
 def test_cartpole_without_velocities_shows_position_and_angle_only():
