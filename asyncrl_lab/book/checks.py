@@ -34,6 +34,7 @@ from .analysis import autocorrelation
 
 CHECK_MIME = "application/vnd.asyncrl-check+json"
 STATUSES = ("pass", "fail", "error")
+RTOL, ATOL = 1e-4, 1e-5  # how close a returned value must be to the reference's
 
 
 class CheckFailed(AssertionError):
@@ -109,7 +110,7 @@ def _compare(call: str, what: str, expected: np.ndarray, got: np.ndarray, hint: 
     if got.shape != expected.shape:
         raise CheckFailed(f"{call}\n  {what}: expected shape {expected.shape}, got shape "
                           f"{got.shape}\n  expected {_fmt(expected)}\n  got      {_fmt(got)}")
-    close = np.isclose(got, expected, rtol=1e-4, atol=1e-5)
+    close = np.isclose(got, expected, rtol=RTOL, atol=ATOL)
     if close.all():
         return
     message = (f"{call}\n  {what}: expected {_fmt(expected)}\n  {' ' * (len(what) + 2)}"
@@ -157,6 +158,20 @@ def _agrees(check: str, fn, reference, reference_name: str, cases, outputs=("ret
     return f"{len(cases)} hidden cases agree with {reference_name}"
 
 
+def _values_check(name: str, reference, cases, doc: str, outputs=("returns",),
+                  reference_name: str = ""):
+    """`check_<name>(fn)`: `fn` against `reference` on `cases` (see `_agrees`); the reference is
+    named in the verdict by its module and name unless `reference_name` says otherwise."""
+    reference_name = reference_name or f"{reference.__module__}.{reference.__name__}"
+
+    def check(fn) -> CheckResult:
+        return _checked(name, lambda: _agrees(name, fn, reference, reference_name, cases,
+                                              outputs))
+    check.__name__ = check.__qualname__ = f"check_{name}"
+    check.__doc__, check.cases = doc, len(cases)
+    return check
+
+
 _RNG = np.random.default_rng(21)
 
 
@@ -181,13 +196,11 @@ _AUTOCORRELATION_CASES = [
 ]
 
 
-def check_autocorrelation(fn) -> CheckResult:
+check_autocorrelation = _values_check(
+    "autocorrelation", autocorrelation, _AUTOCORRELATION_CASES,
     """Check `fn(streams, max_lag) -> kappa` (streams of shape (actors, steps, features); kappa of
-    shape (max_lag + 1, features)) against `asyncrl_lab.book.analysis.autocorrelation`."""
-
-    return _checked("autocorrelation", lambda: _agrees(
-        "autocorrelation", fn, autocorrelation, "asyncrl_lab.book.analysis.autocorrelation",
-        _AUTOCORRELATION_CASES, outputs=("kappa",)))
+    shape (max_lag + 1, features)) against `asyncrl_lab.book.analysis.autocorrelation`.""",
+    outputs=("kappa",))
 
 
 def _rmsprop_step(theta, grad, square_avg, lr, omega, zeta):
@@ -217,12 +230,11 @@ _RMSPROP_CASES = [
 ]
 
 
-def check_rmsprop_step(fn) -> CheckResult:
+check_rmsprop_step = _values_check(
+    "rmsprop_step", _rmsprop_step, _RMSPROP_CASES,
     """Check `fn(theta, grad, square_avg, lr, omega, zeta) -> (theta, square_avg)`, one step of
-    shared RMSProp, against `asyncrl_lab.optim.SharedRMSprop`."""
-    return _checked("rmsprop_step", lambda: _agrees(
-        "rmsprop_step", fn, _rmsprop_step, "asyncrl_lab.optim.SharedRMSprop", _RMSPROP_CASES,
-        outputs=("theta", "square_avg")))
+    shared RMSProp, against `asyncrl_lab.optim.SharedRMSprop`.""",
+    outputs=("theta", "square_avg"), reference_name="asyncrl_lab.optim.SharedRMSprop")
 
 
 _ONE_STEP_CASES = [
@@ -243,20 +255,16 @@ _ONE_STEP_CASES = [
 ]
 
 
-def check_q_learning_target(fn) -> CheckResult:
+check_q_learning_target = _values_check(
+    "q_learning_target", q_learning_target, _ONE_STEP_CASES,
     """Check `fn(reward, terminated, next_q_values, next_action, gamma) -> y`, one-step
-    Q-learning's target, against `asyncrl_lab.returns.q_learning_target`."""
-    return _checked("q_learning_target", lambda: _agrees(
-        "q_learning_target", fn, q_learning_target, "asyncrl_lab.returns.q_learning_target",
-        _ONE_STEP_CASES, outputs=("y",)))
+    Q-learning's target, against `asyncrl_lab.returns.q_learning_target`.""", outputs=("y",))
 
 
-def check_sarsa_target(fn) -> CheckResult:
+check_sarsa_target = _values_check(
+    "sarsa_target", sarsa_target, _ONE_STEP_CASES,
     """Check `fn(reward, terminated, next_q_values, next_action, gamma) -> y`, one-step Sarsa's
-    target, against `asyncrl_lab.returns.sarsa_target`."""
-    return _checked("sarsa_target", lambda: _agrees(
-        "sarsa_target", fn, sarsa_target, "asyncrl_lab.returns.sarsa_target", _ONE_STEP_CASES,
-        outputs=("y",)))
+    target, against `asyncrl_lab.returns.sarsa_target`.""", outputs=("y",))
 
 
 def _n_step_case(what, rewards, terminated, last_value, gamma):
@@ -279,12 +287,10 @@ _N_STEP_CASES = [
 ]
 
 
-def check_n_step_returns(fn) -> CheckResult:
+check_n_step_returns = _values_check(
+    "n_step_returns", n_step_returns, _N_STEP_CASES,
     """Check `fn(rewards, bootstrap, gamma) -> returns` (a list of k rewards, the bootstrap value
-    R_k, the discount) against `asyncrl_lab.returns.n_step_returns` on hidden rollouts."""
-    return _checked("n_step_returns", lambda: _agrees(
-        "n_step_returns", fn, n_step_returns, "asyncrl_lab.returns.n_step_returns",
-        _N_STEP_CASES))
+    R_k, the discount) against `asyncrl_lab.returns.n_step_returns` on hidden rollouts.""")
 
 
 def _batch_case(what, t_max, n_envs, ends, gamma):
@@ -311,13 +317,11 @@ _BATCHED_CASES = [
 ]
 
 
-def check_batched_returns(fn) -> CheckResult:
+check_batched_returns = _values_check(
+    "batched_returns", batched_n_step_returns, _BATCHED_CASES,
     """Check `fn(rewards, dones, end_values, last_values, gamma) -> returns` (arrays of shape
     (t_max, n_envs), last_values of shape (n_envs,)) against
-    `asyncrl_lab.returns.batched_n_step_returns`."""
-    return _checked("batched_returns", lambda: _agrees(
-        "batched_returns", fn, batched_n_step_returns,
-        "asyncrl_lab.returns.batched_n_step_returns", _BATCHED_CASES))
+    `asyncrl_lab.returns.batched_n_step_returns`.""")
 
 
 def _segment_case(what, k, gamma, bootstrap, rhos=None, q_equals_v=False):
@@ -340,12 +344,10 @@ _RETRACE_CASES = [
 ]
 
 
-def check_retrace_targets(fn) -> CheckResult:
+check_retrace_targets = _values_check(
+    "retrace_targets", retrace_targets, _RETRACE_CASES,
     """Check `fn(rewards, q_taken, values, truncated_rhos, bootstrap, gamma) -> targets` (one
-    replayed segment) against `asyncrl_lab.returns.retrace_targets`."""
-    return _checked("retrace_targets", lambda: _agrees(
-        "retrace_targets", fn, retrace_targets, "asyncrl_lab.returns.retrace_targets",
-        _RETRACE_CASES, outputs=("targets",)))
+    replayed segment) against `asyncrl_lab.returns.retrace_targets`.""", outputs=("targets",))
 
 
 # --- the actor-critic loss -----------------------------------------------------------------------
@@ -423,6 +425,9 @@ def check_actor_critic_loss(fn) -> CheckResult:
     return _checked("actor_critic_loss", run)
 
 
+check_actor_critic_loss.cases = len(_LOSS_CASES)
+
+
 # --- learning ------------------------------------------------------------------------------------
 
 # The package's A3C (2 workers, the tuned CartPole preset, its learning rate annealed over this
@@ -460,41 +465,47 @@ def check_learns(train_fn) -> CheckResult:
     return _checked("learns", run)
 
 
+check_learns.cases = 1  # one training run
+
+
 @dataclass(frozen=True)
 class Check:
     """A check as the instructor's page lists it."""
 
     function: Callable
     chapter: str  # the page (under book/) whose autograded exercise calls it
-    cases: int  # hidden cases, or training runs for a learning check
     verifies: str
 
+    @property
+    def name(self) -> str:
+        return self.function.__name__.removeprefix("check_")
 
-CHECKS = {
-    "learns": Check(check_learns, "preface", 1,
-                    f"trains the student's function on {LEARN_ENV} (seed {LEARN_SEED}, "
-                    f"{LEARN_STEPS:,} steps): some {LEARN_WINDOW} consecutive episodes reach a "
-                    f"mean return of {LEARN_THRESHOLD:g}"),
-    "autocorrelation": Check(check_autocorrelation, "dqn_to_parallel",
-                             len(_AUTOCORRELATION_CASES),
-                             "the lag-0 to max_lag autocorrelation of each feature, pooled over "
-                             "actors"),
-    "rmsprop_step": Check(check_rmsprop_step, "parallel_pytorch", len(_RMSPROP_CASES),
-                          "one step of shared RMSProp: the parameters and the statistics"),
-    "q_learning_target": Check(check_q_learning_target, "one_step_q", len(_ONE_STEP_CASES),
-                               "one-step Q-learning's target, terminal states included"),
-    "sarsa_target": Check(check_sarsa_target, "one_step_q", len(_ONE_STEP_CASES),
-                          "one-step Sarsa's target, from the action taken next"),
-    "n_step_returns": Check(check_n_step_returns, "n_step_q", len(_N_STEP_CASES),
-                            "the n-step returns of a rollout from its bootstrap value"),
-    "actor_critic_loss": Check(check_actor_critic_loss, "a3c", len(_LOSS_CASES),
-                               "A3C's loss and its gradients with respect to the logits and the "
-                               "values"),
-    "batched_returns": Check(check_batched_returns, "a2c", len(_BATCHED_CASES),
-                             "the returns of a batch of rollouts with episode ends inside"),
-    "retrace_targets": Check(check_retrace_targets, "acer", len(_RETRACE_CASES),
-                             "the Retrace targets of a replayed segment"),
-}
+    @property
+    def cases(self) -> int:
+        """Hidden cases, or training runs for a learning check."""
+        return self.function.cases
+
+
+CHECKS = {check.name: check for check in [
+    Check(check_learns, "preface",
+          f"trains the student's function on {LEARN_ENV} (seed {LEARN_SEED}, {LEARN_STEPS:,} "
+          f"steps): some {LEARN_WINDOW} consecutive episodes reach a mean return of "
+          f"{LEARN_THRESHOLD:g}"),
+    Check(check_autocorrelation, "dqn_to_parallel",
+          "the lag-0 to max_lag autocorrelation of each feature, pooled over actors"),
+    Check(check_rmsprop_step, "parallel_pytorch",
+          "one step of shared RMSProp: the parameters and the statistics"),
+    Check(check_q_learning_target, "one_step_q",
+          "one-step Q-learning's target, terminal states included"),
+    Check(check_sarsa_target, "one_step_q", "one-step Sarsa's target, from the action taken next"),
+    Check(check_n_step_returns, "n_step_q",
+          "the n-step returns of a rollout from its bootstrap value"),
+    Check(check_actor_critic_loss, "a3c",
+          "A3C's loss and its gradients with respect to the logits and the values"),
+    Check(check_batched_returns, "a2c",
+          "the returns of a batch of rollouts with episode ends inside"),
+    Check(check_retrace_targets, "acer", "the Retrace targets of a replayed segment"),
+]}
 """Every check by name, in the book's order; the grader finds a notebook's calls through it."""
 
 CHECK_CALL = re.compile(r"\bcheck_(" + "|".join(CHECKS) + r")\s*\(")

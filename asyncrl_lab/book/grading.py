@@ -56,6 +56,7 @@ from .checks import CHECK_CALL, CHECK_MIME, CHECKS, STATUSES
 
 SUBMISSION = "(submission)"  # the check column of what went wrong outside any check
 MARKER = "ASYNCRL_GRADE_SANDBOX"  # in the environment of every process a submission starts
+TIMEOUT_S, MEMORY_MB = 600.0, 4096  # each submission's limits unless told otherwise
 OUTPUT_LIMIT = 2_000_000  # characters of output kept per submission; a print loop stops there
 # nbclient and jupyter_client log a dying kernel as an error; the grader reports it in its table
 _QUIET = logging.getLogger(__name__ + ".kernels")
@@ -332,7 +333,7 @@ def read_results(nb, memory_mb: int) -> tuple[list, list]:
     return rows, raised
 
 
-def grade_notebook(path, timeout: float = 600.0, memory_mb: int = 4096,
+def grade_notebook(path, timeout: float = TIMEOUT_S, memory_mb: int = MEMORY_MB,
                    user: str = "nobody") -> Graded:
     """Run one submission, contained (see the module's docstring), and return its rows."""
     path = Path(path)
@@ -401,7 +402,7 @@ def submissions(paths) -> list:
     return found
 
 
-def grade(paths, timeout: float = 600.0, memory_mb: int = 4096, csv_path=None,
+def grade(paths, timeout: float = TIMEOUT_S, memory_mb: int = MEMORY_MB, csv_path=None,
           user: str = "nobody", out=None) -> list:
     """Grade each submission in turn, printing its table as it finishes and, with `csv_path`,
     writing one CSV row per (submission, check). Returns the Graded submissions."""
