@@ -158,6 +158,9 @@ class A3CConfig(AsyncConfig):
     value_loss_coef: float = option(0.5, "Weight of the value loss beside the policy's.", POSITIVE)
     lstm_cells: int = option(0, "Cells of an LSTM layer between the trunk and the heads (the "
                              "paper's A3C LSTM: 128, 256 on Atari); 0: feed-forward.", integer(0))
+    obs_norm: bool = option(False, "Normalize vector observations by their running mean and "
+                            "variance in training, kept in the network (VecNormalize's, impl).",
+                            FLAG)
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,7 @@ class A2CConfig(Config):
     entropy_beta: float = _entropy_beta()
     value_loss_coef: float = with_default(A3CConfig, "value_loss_coef", 0.5)
     lstm_cells: int = with_default(A3CConfig, "lstm_cells", 0)
+    obs_norm: bool = with_default(A3CConfig, "obs_norm", False)
     optimizer_eps: float = with_default(Config, "optimizer_eps", 1e-5)
     max_grad_norm: float = with_default(Config, "max_grad_norm", 0.5)
     device: str = option("auto", "Where the network runs: 'auto' (CUDA when torch sees a GPU, "

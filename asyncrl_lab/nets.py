@@ -5,6 +5,9 @@ head of action values (ACER), or with a head of action values only (value-based 
 * vector observations: an MLP trunk (tanh);
 * Atari frame stacks: the paper's network, conv 16 8x8/4 -> conv 32 4x4/2 -> fc 256, ReLU
   (Mnih et al. 2016, Section 8), input scaled from uint8 to [0, 1] inside the network.
+
+The actor-critics can normalize vector observations first (`obs_norm`), with running statistics
+kept in the network itself, so that a checkpoint carries them and evaluation applies them.
 """
 from __future__ import annotations
 
@@ -19,6 +22,58 @@ def mlp_trunk(obs_dim: int, hidden_sizes) -> tuple[nn.Module, int]:
         layers += [nn.Linear(width, size), nn.Tanh()]
         width = size
     return nn.Sequential(*layers), width
+
+
+class ObsNorm(nn.Module):
+    """(x - mean) / sqrt(var + 1e-8), clipped to +-10: the observation normalized by the running
+    mean and variance of every observation seen in training (stable-baselines3's VecNormalize,
+    inside the network). Inputs whose scales differ by 10x (CartPole's cart position against its
+    pole angle) then reach the first layer on one scale.
+
+    The statistics are buffers, so they travel with the parameters: a worker's sync copies them,
+    a checkpoint saves them, and `update`, called in training only, is the one thing that moves
+    them.
+    """
+
+    CLIP = 10.0  # VecNormalize's clip_obs: an outlier seen before the variance settles stays bounded
+
+    def __init__(self, obs_shape: tuple[int, ...]):
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(obs_shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(obs_shape, dtype=torch.float64))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        scaled = (obs - self.mean) / torch.sqrt(self.var + 1e-8)
+        return scaled.clamp(-self.CLIP, self.CLIP).to(torch.float32)
+
+    @torch.no_grad()
+    def update(self, batch: torch.Tensor):
+        """Merge a batch of observations (n, *obs_shape) into the statistics, in place (Chan et
+        al.'s parallel formula for the mean and variance of two samples)."""
+        batch = torch.as_tensor(batch, device=self.mean.device).to(torch.float64)
+        n = batch.shape[0]
+        total = self.count + n
+        delta = batch.mean(0) - self.mean
+        m2 = self.var * self.count + batch.var(0, unbiased=False) * n + \
+            delta ** 2 * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+
+def observe(model: nn.Module, batch):
+    """Let the network's observation statistics learn from a batch (n, *obs_shape) of training
+    observations; nothing when it does not normalize them (obs_norm off)."""
+    if getattr(model, "normalizer", None) is not None:
+        model.normalizer.update(batch)
+
+
+def _normalizer(obs_shape: tuple[int, ...], obs_norm: bool) -> ObsNorm | None:
+    if obs_norm and len(obs_shape) != 1:
+        raise ValueError(f"obs_norm normalizes vector observations, not observations of shape "
+                         f"{tuple(obs_shape)} (Atari frames are scaled inside the network)")
+    return ObsNorm(obs_shape) if obs_norm else None
 
 
 class AtariTrunk(nn.Module):
@@ -57,9 +112,11 @@ def trunk_for(obs_shape: tuple[int, ...], hidden_sizes) -> tuple[nn.Module, int]
 class ActorCritic(nn.Module):
     """pi(a|s; theta) and V(s; theta_v) sharing every layer but the two heads."""
 
-    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64)):
+    def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64),
+                 obs_norm: bool = False):
         super().__init__()
         self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
+        self.normalizer = _normalizer(obs_shape, obs_norm)
         self.trunk, width = trunk_for(obs_shape, hidden_sizes)
         self.policy = nn.Linear(width, n_actions)
         self.value = nn.Linear(width, 1)
@@ -69,6 +126,8 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy logits (..., n_actions) and state values (...,)."""
+        if self.normalizer is not None:
+            obs = self.normalizer(obs)
         hidden = self.trunk(obs)
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
@@ -93,10 +152,11 @@ class RecurrentActorCritic(nn.Module):
     """
 
     def __init__(self, obs_shape: tuple[int, ...], n_actions: int, hidden_sizes=(64, 64),
-                 lstm_cells: int = 128):
+                 lstm_cells: int = 128, obs_norm: bool = False):
         super().__init__()
         self.obs_shape, self.n_actions = tuple(obs_shape), int(n_actions)
         self.lstm_cells = int(lstm_cells)
+        self.normalizer = _normalizer(obs_shape, obs_norm)
         self.trunk, width = trunk_for(obs_shape, hidden_sizes)
         self.lstm = nn.LSTMCell(width, lstm_cells)
         self.policy = nn.Linear(lstm_cells, n_actions)
@@ -123,7 +183,10 @@ class RecurrentActorCritic(nn.Module):
         Gradients flow back through the T steps into nothing before them: the state given is a
         constant (truncated backpropagation through time, one rollout at a time)."""
         steps, batch = obs.shape[:2]
-        features = self.trunk(obs.flatten(0, 1)).unflatten(0, (steps, batch))
+        obs = obs.flatten(0, 1)
+        if self.normalizer is not None:
+            obs = self.normalizer(obs)
+        features = self.trunk(obs).unflatten(0, (steps, batch))
         h, c = state
         keep = None if resets is None else (~torch.as_tensor(resets, device=h.device)).unsqueeze(-1)
         hidden = []
@@ -248,7 +311,7 @@ class NumpyMLPActor:
     reset = TorchActor.reset
 
     def __init__(self, model: ActorCritic | ActorQCritic, seed: int):
-        self._hidden = _NumpyTrunk(model.trunk)
+        self._hidden = _NumpyTrunk(model.trunk, getattr(model, "normalizer", None))
         self.policy = _numpy_views(model.policy)
         self.value_head = _numpy_views(model.value) if isinstance(model, ActorCritic) else None
         self.rng = np.random.default_rng(seed)
@@ -279,11 +342,17 @@ def _numpy_views(linear: nn.Linear) -> tuple[np.ndarray, np.ndarray]:
 class _NumpyTrunk:
     """The MLP trunk's forward pass in numpy, on views of the network's weights."""
 
-    def __init__(self, trunk: nn.Sequential):
+    def __init__(self, trunk: nn.Sequential, normalizer: ObsNorm | None = None):
         self.layers = [_numpy_views(m) for m in trunk if isinstance(m, nn.Linear)]
+        self.stats = None if normalizer is None else (normalizer.mean.numpy(),
+                                                      normalizer.var.numpy())
 
     def __call__(self, obs) -> np.ndarray:
         h = np.asarray(obs, dtype=np.float32)
+        if self.stats is not None:  # ObsNorm.forward
+            mean, var = self.stats
+            h = np.clip((h - mean) / np.sqrt(var + 1e-8), -ObsNorm.CLIP, ObsNorm.CLIP)
+            h = h.astype(np.float32)
         for w, b in self.layers:
             h = np.tanh(w @ h + b)
         return h

@@ -161,7 +161,9 @@ class WorkerContext:
         self._conn, self._starter_pid, self._t0 = conn, starter_pid, t0
         self._others_read = 0
         self._shared_params = list(self.model.parameters())
-        self._local = (None, [])  # (local network, its parameters): listing them is not free
+        self._shared_buffers = list(self.model.buffers())
+        self._local = (None, [], [])  # (local network, its parameters, its buffers): listing
+        # them is not free
         self._staleness: list[int] = []
         self._last_flush = time.time()
         if not config.shared_optimizer_stats:
@@ -188,14 +190,18 @@ class WorkerContext:
 
     def _params_of(self, local_model: torch.nn.Module) -> list:
         if self._local[0] is not local_model:
-            self._local = (local_model, list(local_model.parameters()))
+            self._local = (local_model, list(local_model.parameters()),
+                           list(local_model.buffers()))
         return self._local[1]
 
     @torch.no_grad()
     def sync(self, local_model: torch.nn.Module):
-        """theta' <- theta: copy the shared parameters into the worker's local network, in place."""
+        """theta' <- theta: copy the shared parameters into the worker's local network, in place,
+        and its buffers (the observation statistics of obs_norm) with them."""
         self._others_read = self._other_updates()
         torch._foreach_copy_(self._params_of(local_model), self._shared_params)
+        if self._shared_buffers:
+            torch._foreach_copy_(self._local[2], self._shared_buffers)
 
     def apply_gradients(self, local_model: torch.nn.Module, lr: float):
         """Apply the local network's gradients, their norm clipped to config.max_grad_norm, to the

@@ -37,9 +37,11 @@ METHODS = {"a3c": "A3C (2 workers)", "a2c": "A2C (16 envs)", "acer": "ACER (2 wo
            "sb3_a2c": "SB3 A2C (rl-zoo)"}
 
 
-def run_ours(algo: str, seed: int) -> dict:
+def run_ours(algo: str, seed: int, settings: dict | None = None) -> dict:
+    """Train one of our methods with `settings` (its SETTINGS here by default) until solved."""
     t0 = time.time()
-    run = lab.train(algo, seed=seed, progress=False, stop_at_return=THRESHOLD, **SETTINGS[algo])
+    run = lab.train(algo, seed=seed, progress=False, stop_at_return=THRESHOLD,
+                    **(SETTINGS[algo] if settings is None else settings))
     total_seconds = time.time() - t0
     hit = run.history.first_reaching(THRESHOLD, WINDOW)
     return {"solved": hit is not None, "steps": hit[0] if hit else None,
@@ -47,30 +49,31 @@ def run_ours(algo: str, seed: int) -> dict:
             "total_seconds": total_seconds}
 
 
-def run_sb3_a2c(seed: int, budget: int = 500_000) -> dict:
-    from stable_baselines3 import A2C
+def solved_callback(t0: float):
+    """An SB3 callback that stops training once the mean return of the last WINDOW episodes
+    reaches THRESHOLD, and keeps (env steps, seconds since t0) then as `.hit`."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
 
     class SolvedCallback(BaseCallback):
-        def __init__(self, t0):
+        def __init__(self):
             super().__init__()
-            self.t0, self.returns, self.hit = t0, deque(maxlen=WINDOW), None
+            self.returns, self.hit = deque(maxlen=WINDOW), None
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
                 if "episode" in info:
                     self.returns.append(info["episode"]["r"])
                     if len(self.returns) == WINDOW and sum(self.returns) / WINDOW >= THRESHOLD:
-                        self.hit = (self.num_timesteps, time.time() - self.t0)
+                        self.hit = (self.num_timesteps, time.time() - t0)
                         return False
             return True
 
-    t0 = time.time()
-    # rl-zoo hyperparameters for A2C on CartPole-v1: 8 envs, ent_coef 0.0, the rest SB3 defaults.
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
-    model = A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, verbose=0)
-    callback = SolvedCallback(t0)
+    return SolvedCallback()
+
+
+def learn_sb3(model, budget: int, t0: float) -> dict:
+    """Train an SB3 model until it solves the task or spends `budget` env steps."""
+    callback = solved_callback(t0)
     model.learn(total_timesteps=budget, callback=callback)
     hit = callback.hit
     return {"solved": hit is not None, "steps": hit[0] if hit else None,
@@ -78,24 +81,32 @@ def run_sb3_a2c(seed: int, budget: int = 500_000) -> dict:
             "total_seconds": time.time() - t0}
 
 
+def run_sb3_a2c(seed: int, budget: int = 500_000) -> dict:
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.env_util import make_vec_env
+
+    t0 = time.time()
+    # rl-zoo hyperparameters for A2C on CartPole-v1: 8 envs, ent_coef 0.0, the rest SB3 defaults.
+    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+    return learn_sb3(A2C("MlpPolicy", env, ent_coef=0.0, seed=seed, verbose=0), budget, t0)
+
+
 def _fmt(r):
     return f"{r['seconds']:6.1f} s {r['steps'] / 1e3:6.0f}k" if r["solved"] else "  not solved   "
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args()
+def compare(methods: dict, pairs, seeds, settings: dict, out: str | None = None) -> dict:
+    """Run every method (name: (label, run(seed) -> result)) on every seed, one after the other,
+    print each seed's row, the solved counts and, for each (method, baseline) in `pairs`, the
+    ratios of their median wall times and env steps; optionally write it all as JSON."""
     started = time.time()
-    methods = {name: label for name, label in METHODS.items() if name in args.methods}
+    labels = {name: label for name, (label, _) in methods.items()}
     rows = []
-    print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in methods.values()))
-    for seed in args.seeds:
+    print(f"{'seed':>4} | " + " | ".join(f"{label:^17}" for label in labels.values()))
+    for seed in seeds:
         row = {"seed": seed}
-        for name in methods:
-            row[name] = run_sb3_a2c(seed) if name == "sb3_a2c" else run_ours(name, seed)
+        for name, (_, run) in methods.items():
+            row[name] = run(seed)
         rows.append(row)
         print(f"{seed:>4} | " + " | ".join(_fmt(row[name]) for name in methods), flush=True)
     summary = {"seeds": len(rows)}
@@ -107,9 +118,8 @@ def main():
             summary[f"{name}_median_all_{key}"] = statistics.median(
                 r[name][key] if r[name]["solved"] else math.inf for r in rows)
     print("solved: " + ", ".join(f"{label} {summary[name + '_solved']}/{len(rows)}"
-                                 for name, label in methods.items()))
-    for name, baseline in (("a3c", "sb3_a2c"), ("a2c", "sb3_a2c"), ("acer", "sb3_a2c"),
-                           ("acer", "a3c")):
+                                 for name, label in labels.items()))
+    for name, baseline in pairs:
         if name not in methods or baseline not in methods:
             continue
         both = [r for r in rows if r[name]["solved"] and r[baseline]["solved"]]
@@ -121,12 +131,25 @@ def main():
                 summary[f"{name}_over_{baseline}_paired_{key}"] = statistics.median(
                     r[name][key] / r[baseline][key] for r in both)
             line.append(f"{what} {ratio:.2f}x")
-        print(f"median {methods[name]} / median {methods[baseline]} (all seeds): " + ", ".join(line))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"settings": {k: v for k, v in SETTINGS.items() if k in methods},
-                       "rows": rows, "summary": summary,
+        print(f"median {labels[name]} / median {labels[baseline]} (all seeds): " + ", ".join(line))
+    if out:
+        with open(out, "w") as f:
+            json.dump({"settings": settings, "rows": rows, "summary": summary,
                        "provenance": provenance(wall_time=time.time() - started)}, f, indent=2)
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--out", help="also write the results as JSON here")
+    args = parser.parse_args()
+    methods = {name: (label, run_sb3_a2c if name == "sb3_a2c" else
+                      (lambda seed, name=name: run_ours(name, seed)))
+               for name, label in METHODS.items() if name in args.methods}
+    compare(methods, (("a3c", "sb3_a2c"), ("a2c", "sb3_a2c"), ("acer", "sb3_a2c"), ("acer", "a3c")),
+            args.seeds, {k: v for k, v in SETTINGS.items() if k in methods}, args.out)
 
 
 if __name__ == "__main__":

@@ -217,9 +217,11 @@ class FaultyContext:
 
 @dataclass(frozen=True)
 class RecurrentA3CConfig(A3CConfig):
-    """A3C with a small LSTM: the fault suite runs the recurrent worker through its faults."""
+    """A3C with a small LSTM and normalized observations (as its CartPoleNoVel-v1 preset): the
+    fault suite runs the recurrent worker through its faults."""
 
     lstm_cells: int = with_default(A3CConfig, "lstm_cells", 16)
+    obs_norm: bool = with_default(A3CConfig, "obs_norm", True)
 
 
 def faulty_worker(ctx):

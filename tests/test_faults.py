@@ -38,7 +38,7 @@ ASYNCHRONOUS = sorted(name for name, module in ALGORITHMS.items()
 @pytest.fixture(params=ASYNCHRONOUS + ["a3c_lstm"])
 def faulty(request, monkeypatch, tmp_path):
     """Returns inject(fault): runs of this algorithm get the fault ("point:action[:after]");
-    "a3c_lstm" is A3C with an LSTM (runs of "a3c" default to lstm_cells=16)."""
+    "a3c_lstm" is A3C with an LSTM (runs of "a3c" default to lstm_cells=16, obs_norm=True)."""
     algo = "a3c" if request.param == "a3c_lstm" else request.param
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -56,7 +56,7 @@ def faulty(request, monkeypatch, tmp_path):
         return algo
     inject.markers = markers
     inject.algo = algo
-    inject.options = {"lstm_cells": 16} if request.param == "a3c_lstm" else {}  # for a new process
+    inject.options = {"lstm_cells": 16, "obs_norm": True} if request.param == "a3c_lstm" else {}  # for a new process
     return inject
 
 

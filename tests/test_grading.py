@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import nbformat
 import numpy as np
+import torch
 import psutil
 import pytest
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from asyncrl_lab.__main__ import main
 from asyncrl_lab.book.analysis import autocorrelation
 from asyncrl_lab.book.checks import (CHECK_MIME, CHECKS, CheckFailed, check_actor_critic_loss,
                                 check_autocorrelation, check_batched_returns, check_learns,
+                                check_lstm_unroll,
                                 check_n_step_returns, check_q_learning_target,
                                 check_retrace_targets, check_rmsprop_step, check_sarsa_target)
 from asyncrl_lab.book.grading import SUBMISSION, grade, grade_notebook, read_results
@@ -52,7 +54,19 @@ def rmsprop_from_the_equation(theta, grad, square_avg, lr, omega, zeta):
     return np.asarray(theta) - lr * np.asarray(grad) / (np.sqrt(square_avg) + zeta), square_avg
 
 
-RIGHT = {check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
+def lstm_step_by_step(model, obs, state, resets):
+    """The recurrent pass written as the exercise asks, one step and one env at a time."""
+    h, c = state
+    logits, values = [], []
+    for t in range(len(obs)):
+        keep = (~resets[t]).float()[:, None]
+        h, c = model.lstm(model.trunk(obs[t]), (h * keep, c * keep))
+        logits.append(model.policy(h))
+        values.append(model.value(h)[:, 0])
+    return torch.stack(logits), torch.stack(values), (h, c)
+
+
+RIGHT = {check_lstm_unroll: lstm_step_by_step, check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
          check_autocorrelation: autocorrelation, check_rmsprop_step: rmsprop_from_the_equation,
          check_q_learning_target: q_learning_target, check_sarsa_target: sarsa_target,
          check_batched_returns: batched_n_step_returns, check_retrace_targets: retrace_targets}
@@ -167,6 +181,15 @@ def test_rmsprop_step_dividing_by_the_old_statistics_fails():
     assert "theta: expected [0.6667]" in message and "got      [0.5]" in message
     assert "expected a tuple of 2: (theta, square_avg)" in str(
         failure(check_rmsprop_step, lambda theta, *args: theta))
+
+
+def test_lstm_unroll_that_never_resets_fails_on_the_episode_that_begins_mid_rollout():
+    message = str(failure(check_lstm_unroll, lambda model, obs, state, resets: lstm_step_by_step(
+        model, obs, state, torch.zeros_like(resets))))
+    assert "[hidden case: an episode begins mid-rollout in one env]" in message
+    assert "logits: expected" in message and "first difference at index (2, 0, 0)" in message
+    assert "expected (logits, values, (h, c))" in str(
+        failure(check_lstm_unroll, lambda model, obs, state, resets: (obs, obs)))
 
 
 def test_batched_returns_must_restart_where_an_episode_ends():

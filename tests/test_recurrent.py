@@ -168,3 +168,14 @@ def test_a_recurrent_run_saves_resumes_and_evaluates(tmp_path, algo, options):
     assert resumed.global_step >= 6_000 and isinstance(resumed.model, RecurrentActorCritic)
     result = resumed.evaluate(episodes=3, greedy=True)
     assert len(result["returns"]) == 3 and all(r >= 1 for r in result["returns"])
+
+
+@pytest.mark.parametrize("truncated", [True, False])
+def test_the_gradient_reaches_back_to_the_rollout_start_or_the_episode_start(truncated):
+    from asyncrl_lab.book.memory import gradient_reach
+
+    obs = torch.randn(23, OBS, generator=torch.Generator().manual_seed(3))
+    reach = gradient_reach(network(), obs, t_max=5, at=17, truncated=truncated)
+    first = 15 if truncated else 0  # the rollout holding step 17 starts at 15
+    assert (reach[:first] == 0).all() and (reach[18:] == 0).all()
+    assert (reach[first:18] > 0).all()

@@ -20,7 +20,7 @@ import torch
 from ..config import A2CConfig as Config
 from ..envs import make_vector_env
 from ..losses import actor_critic_loss
-from ..nets import resolve_device
+from ..nets import observe, resolve_device
 from ..optim import gradient_update, make_optimizer
 from ..parallel import Context
 from ..returns import batched_n_step_returns
@@ -110,5 +110,8 @@ def coordinator(ctx: Context):
             loss = actor_critic_loss(logits[:-n], values[:-n], batch_actions, batch_returns,
                                      config.entropy_beta, config.value_loss_coef) / (t_max * n)
             gradient_update(ctx, model, loss, global_step)      # one update of theta and theta_v
+            # with obs_norm, the observation statistics learn from the rollout after the update,
+            # so that acting and the update used the same ones
+            observe(model, torch.as_tensor(states[:-1], device=device).flatten(0, 1))
     finally:
         envs.close()

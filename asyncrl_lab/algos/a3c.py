@@ -19,7 +19,7 @@ import torch
 from ..config import A3CConfig as Config
 from ..envs import make_env
 from ..losses import actor_critic_loss
-from ..nets import ActorCritic, RecurrentActorCritic, make_actor
+from ..nets import ActorCritic, RecurrentActorCritic, make_actor, observe
 from ..optim import gradient_update, make_optimizer
 from ..parallel import AsyncContext
 from ..returns import bootstrap_value, n_step_returns
@@ -27,8 +27,9 @@ from ..returns import bootstrap_value, n_step_returns
 
 def make_network(config: Config, obs_shape, n_actions) -> ActorCritic | RecurrentActorCritic:
     if config.lstm_cells:
-        return RecurrentActorCritic(obs_shape, n_actions, config.hidden_sizes, config.lstm_cells)
-    return ActorCritic(obs_shape, n_actions, config.hidden_sizes)
+        return RecurrentActorCritic(obs_shape, n_actions, config.hidden_sizes, config.lstm_cells,
+                                    config.obs_norm)
+    return ActorCritic(obs_shape, n_actions, config.hidden_sizes, config.obs_norm)
 
 
 def build_shared(config: Config, obs_shape, n_actions) -> dict:
@@ -64,12 +65,16 @@ def worker(ctx: AsyncContext):
 
         # accumulate gradients wrt theta' and theta'_v over the rollout (one pass over it, from
         # the state at t_start: gradients stop there)
-        logits, values, _ = local.unroll(torch.as_tensor(np.stack(states))[:, None], start_state)
+        observations = torch.as_tensor(np.stack(states))
+        logits, values, _ = local.unroll(observations[:, None], start_state)
         loss = actor_critic_loss(logits[:, 0], values[:, 0], torch.as_tensor(actions),
                                  torch.as_tensor(returns, dtype=torch.float32),
                                  config.entropy_beta, config.value_loss_coef)
         # asynchronous update of theta using d theta and of theta_v using d theta_v
         gradient_update(ctx, local, loss, global_step)
+        # with obs_norm, the shared observation statistics learn from the rollout, lock-free as
+        # the parameters (the local copy keeps the ones the rollout was acted and updated with)
+        observe(ctx.model, observations)
 
         if terminated or truncated:
             if "episode" in info:  # a real game over, not a lost life

@@ -27,6 +27,7 @@ import torch
 
 from ..history import History
 from ..losses import actor_critic_loss
+from ..nets import RecurrentActorCritic
 from ..optim import SharedRMSprop
 from ..returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
                        q_learning_target, retrace_targets, sarsa_target)
@@ -428,6 +429,63 @@ def check_actor_critic_loss(fn) -> CheckResult:
 check_actor_critic_loss.cases = len(_LOSS_CASES)
 
 
+# --- the recurrent pass ----------------------------------------------------------------------
+
+# (what it covers, steps T, envs B, the (step, env) pairs where a new episode begins)
+_UNROLL_CASES = [
+    ("one env, one step", 1, 1, ()),
+    ("no episode ends: the state carried through every step", 5, 2, ()),
+    ("an episode begins mid-rollout in one env", 6, 3, ((2, 0),)),
+    ("episodes begin at the first step and twice in one env", 5, 2, ((0, 1), (1, 0), (4, 0))),
+]
+
+
+def _unroll_inputs(steps: int, envs: int, starts, seed: int):
+    torch.manual_seed(seed)
+    model = RecurrentActorCritic((3,), 2, (8,), lstm_cells=6)
+    g = torch.Generator().manual_seed(seed)
+    state = (torch.randn(envs, 6, generator=g), torch.randn(envs, 6, generator=g))
+    resets = torch.zeros(steps, envs, dtype=torch.bool)
+    for t, e in starts:
+        resets[t, e] = True
+    return model, torch.randn(steps, envs, 3, generator=g), state, resets
+
+
+def _outputs(call: str, got) -> list:
+    if (not isinstance(got, (tuple, list)) or len(got) != 3
+            or not isinstance(got[2], (tuple, list)) or len(got[2]) != 2):
+        raise CheckFailed(f"{call}\n  returned {type(got).__name__} {got!r:.80}; expected "
+                          "(logits, values, (h, c))")
+    return [got[0], got[1], *got[2]]
+
+
+def check_lstm_unroll(fn) -> CheckResult:
+    """Check `fn(model, obs, state, resets) -> (logits, values, (h, c))` against
+    `RecurrentActorCritic.unroll` on hidden rollouts of a small network: its outputs at every
+    step and the state after the last, where episodes begin mid-rollout too."""
+    def run():
+        _require_function(fn, "lstm_unroll")
+        for seed, (what, steps, envs, starts) in enumerate(_UNROLL_CASES):
+            model, obs, state, resets = _unroll_inputs(steps, envs, starts, seed)
+            call = (f"lstm_unroll(model=RecurrentActorCritic((3,), 2, (8,), lstm_cells=6), "
+                    f"obs={_fmt(obs)}, state=(h {_fmt(state[0])}, c {_fmt(state[1])}), "
+                    f"resets={_fmt(resets)})   [hidden case: {what}]")
+            with torch.no_grad():  # values only: the outputs convert to numbers as they are
+                logits, values, (h, c) = model.unroll(obs, state, resets)
+                got = _outputs(call, _call(fn, call, copy.deepcopy(model), obs.clone(),
+                                           tuple(x.clone() for x in state), resets.clone()))
+            for name, expected, g in zip(("logits", "values", "h after the last step",
+                                          "c after the last step"), (logits, values, h, c), got):
+                expected = expected.numpy().astype(np.float64)
+                _compare(call, name, expected, _as_numbers(call, name, g, expected))
+        return (f"{len(_UNROLL_CASES)} hidden cases agree with "
+                "asyncrl_lab.nets.RecurrentActorCritic.unroll")
+    return _checked("lstm_unroll", run)
+
+
+check_lstm_unroll.cases = len(_UNROLL_CASES)
+
+
 # --- learning ------------------------------------------------------------------------------------
 
 # The package's A3C (2 workers, the tuned CartPole preset, its learning rate annealed over this
@@ -502,6 +560,8 @@ CHECKS = {check.name: check for check in [
           "the n-step returns of a rollout from its bootstrap value"),
     Check(check_actor_critic_loss, "a3c",
           "A3C's loss and its gradients with respect to the logits and the values"),
+    Check(check_lstm_unroll, "a3c_lstm",
+          "the LSTM's pass over a rollout from a stored state, zeroed where episodes begin"),
     Check(check_batched_returns, "a2c",
           "the returns of a batch of rollouts with episode ends inside"),
     Check(check_retrace_targets, "acer", "the Retrace targets of a replayed segment"),

@@ -94,6 +94,12 @@ _METHODS = {"one-step Q": "one_step_q", "one-step Sarsa": "one_step_sarsa", "n-s
 _PAPER_DRAW = dict(final_epsilons=(0.1, 0.01, 0.5), final_epsilon_probs=(0.4, 0.3, 0.3))
 
 
+def _no_velocities(label: str, algo: str, lstm_cells: int) -> Variant:
+    """A variant on CartPoleNoVel-v1 from its preset (128 LSTM cells and its budget: 1M steps for
+    A3C, 2M for A2C), with `lstm_cells` instead."""
+    return Variant(label, algo, dict(env="CartPoleNoVel-v1", lstm_cells=lstm_cells))
+
+
 STUDIES = {study.name: study for study in [
     Study("a3c_cartpole", "a3c", (_a3c("A3C, 2 workers"),), seeds=tuple(range(5)), evaluate=20),
     Study("a3c_t_max", "a3c", tuple(_a3c(f"t_max = {t}", t_max=t) for t in (5, 20, 50)),
@@ -133,6 +139,10 @@ STUDIES = {study.name: study for study in [
           tuple(Variant(label, algo, dict(env="CartPole-v1", total_steps=300_000))
                 for label, algo in _METHODS.items()),
           seeds=tuple(range(5)), options=dict(stop_at_return=475)),
+    Study("memory_cartpole", "a3c_lstm",
+          tuple(_no_velocities(f"{name}, {'LSTM' if cells else 'feed-forward'}", algo, cells)
+                for name, algo in (("A3C", "a3c"), ("A2C", "a2c")) for cells in (0, 128)),
+          seeds=(0, 1, 2), options=dict(stop_at_return=475)),
     Study("four_methods_one_worker", "n_step_q",
           tuple(_cartpole(label, algo, 150_000, workers=1) for label, algo in _FOUR.items()),
           seeds=(0, 1, 2), options=dict(stop_at_return=150)),
