@@ -25,8 +25,8 @@ from asyncrl_lab.presets import preset_settings
 from cartpole_time_to_solve import compare, learn_sb3, run_ours
 
 ENV = "CartPoleNoVel-v1"
-SETTINGS = {"a3c": dict(preset_settings("a3c", ENV), workers=2),
-            "a2c": preset_settings("a2c", ENV)}
+SETTINGS = {"a3c": dict(preset_settings("a3c", ENV), env=ENV, workers=2),
+            "a2c": dict(preset_settings("a2c", ENV), env=ENV)}
 # rl-zoo3's hyperparams/ppo_lstm.yml for CartPoleNoVel-v1
 RPPO = dict(n_envs=8, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
             ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, normalize_obs=True,
