@@ -21,8 +21,10 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from collections import deque
+from importlib import metadata
 
 import asyncrl_lab as lab
 from asyncrl_lab.presets import preset_settings
@@ -95,10 +97,21 @@ def _fmt(r):
     return f"{r['seconds']:6.1f} s {r['steps'] / 1e3:6.0f}k" if r["solved"] else "  not solved   "
 
 
-def compare(methods: dict, pairs, seeds, settings: dict, out: str | None = None) -> dict:
+def parse_args(methods) -> argparse.Namespace:
+    """The options every time-to-solve benchmark takes: --seeds, --methods (of `methods`), --out."""
+    parser = argparse.ArgumentParser(description=sys.modules["__main__"].__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=list(methods), default=list(methods))
+    parser.add_argument("--out", help="also write the results as JSON here")
+    return parser.parse_args()
+
+
+def compare(methods: dict, pairs, seeds, settings: dict, out: str | None = None,
+            peers=("stable-baselines3",)) -> dict:
     """Run every method (name: (label, run(seed) -> result)) on every seed, one after the other,
     print each seed's row, the solved counts and, for each (method, baseline) in `pairs`, the
-    ratios of their median wall times and env steps; optionally write it all as JSON."""
+    ratios of their median wall times and env steps; optionally write it all as JSON, with the
+    provenance and the versions of the `peers`' packages."""
     started = time.time()
     labels = {name: label for name, (label, _) in methods.items()}
     rows = []
@@ -133,18 +146,20 @@ def compare(methods: dict, pairs, seeds, settings: dict, out: str | None = None)
             line.append(f"{what} {ratio:.2f}x")
         print(f"median {labels[name]} / median {labels[baseline]} (all seeds): " + ", ".join(line))
     if out:
+        record = provenance(wall_time=time.time() - started)
+        for package in peers:
+            try:
+                record["versions"][package] = metadata.version(package)
+            except metadata.PackageNotFoundError:  # a run of our methods only
+                record["versions"][package] = None
         with open(out, "w") as f:
             json.dump({"settings": settings, "rows": rows, "summary": summary,
-                       "provenance": provenance(wall_time=time.time() - started)}, f, indent=2)
+                       "provenance": record}, f, indent=2)
     return summary
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args()
+    args = parse_args(METHODS)
     methods = {name: (label, run_sb3_a2c if name == "sb3_a2c" else
                       (lambda seed, name=name: run_ours(name, seed)))
                for name, label in METHODS.items() if name in args.methods}

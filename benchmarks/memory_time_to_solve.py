@@ -17,12 +17,11 @@ rate, clip range) annealed over the budget given, as rl-zoo anneals them over n_
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-import asyncrl_lab as lab  # registers CartPoleNoVel-v1, for SB3's envs too
+import asyncrl_lab  # noqa: F401 (its import registers CartPoleNoVel-v1, for SB3's envs too)
 from asyncrl_lab.presets import preset_settings
-from cartpole_time_to_solve import compare, learn_sb3, run_ours
+from cartpole_time_to_solve import compare, learn_sb3, parse_args, run_ours
 
 ENV = "CartPoleNoVel-v1"
 SETTINGS = {"a3c": dict(preset_settings("a3c", ENV), env=ENV, workers=2),
@@ -64,15 +63,12 @@ METHODS = {"a3c": ("A3C LSTM (2 workers)", lambda seed: run_ours("a3c", seed, SE
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--out", help="also write the results as JSON here")
-    args = parser.parse_args()
+    args = parse_args(METHODS)
     methods = {name: METHODS[name] for name in args.methods}
     settings = {**{k: v for k, v in SETTINGS.items() if k in methods},
                 "rppo": dict(RPPO, budget=RPPO_BUDGET)}
-    compare(methods, (("a3c", "rppo"), ("a2c", "rppo")), args.seeds, settings, args.out)
+    compare(methods, (("a3c", "rppo"), ("a2c", "rppo")), args.seeds, settings, args.out,
+            peers=("stable-baselines3", "sb3-contrib"))
 
 
 if __name__ == "__main__":
