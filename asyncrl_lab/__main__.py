@@ -12,7 +12,9 @@
 Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c, acer. Every field of the algorithm's config
 is an option (--t-max, --entropy-beta, --target-update-interval, --lr, --n-envs, --device, ...).
 `train` writes history.csv, config.json and checkpoint.pt into --out, every --checkpoint-every
-global steps and when training ends, however it ends (finished, interrupted, failed).
+global steps and when training ends, however it ends (finished, interrupted, failed), and
+appends the command's provenance (steps made, wall time, commit, versions, machine) to
+provenance.json there.
 `--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
 and history (only --steps and --workers, for A2C --n-envs, may change).
 `grade` runs each submission notebook (or each .ipynb in a folder) in its own kernel, contained
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
     if args.command == "grade":
         return _grade(args)
     from . import load, train  # after parsing, so --help is fast
+    from .training import Terminated
 
     try:
         if args.command == "train":
@@ -141,8 +144,15 @@ def main(argv=None) -> int:
                                  "pass --resume RUN")
             options = {k: v for k, v in vars(args).items()
                        if k not in ("command", "algo", "no_progress", "resume")}
-            run = train(args.algo, progress=not getattr(args, "no_progress", False),
-                        resume=args.resume, **options)
+            out = options.get("out", args.resume)
+            before = _saved_state(out)
+            try:
+                run = train(args.algo, progress=not getattr(args, "no_progress", False),
+                            resume=args.resume, **options)
+            except (WorkerError, Terminated) as err:
+                _record_segment(out, before, getattr(err, "run", None))
+                raise
+            _record_segment(out, before, run)
             print(f"{run.status}: {run.global_step} steps, {len(run.history)} episodes in "
                   f"{run.wall_time:.1f} s; saved to {options.get('out', args.resume)}")
         else:
@@ -154,6 +164,38 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _saved_state(out) -> tuple[int, float]:
+    """The global step and wall time of the run saved in `out` ((0, 0.0) for a new run)."""
+    from .run import load
+
+    try:
+        run = load(out)
+    except (TypeError, FileNotFoundError, ValueError):
+        return 0, 0.0
+    return run.global_step, run.wall_time
+
+
+def _record_segment(out, before: tuple[int, float], run) -> None:
+    """Append this command's provenance to `out`/provenance.json: a long run resumed several
+    times keeps one record per segment (the steps it made, its wall time, commit, machine)."""
+    if out is None or run is None:
+        return
+    import json
+    from pathlib import Path
+
+    from .provenance import provenance
+
+    file = Path(out) / "provenance.json"
+    if not (file.parent / "checkpoint.pt").exists():  # the run could not be saved; train said why
+        return
+    segments = json.loads(file.read_text())["segments"] if file.exists() else []
+    record = provenance(" ".join(["python -m asyncrl_lab", *sys.argv[1:]]),
+                        wall_time=run.wall_time - before[1])
+    segments.append({"from_step": before[0], "to_step": run.global_step, "status": run.status,
+                     **record})
+    file.write_text(json.dumps({"segments": segments}, indent=2) + "\n")
 
 
 def _grade(args) -> int:
