@@ -7,6 +7,7 @@
     python -m asyncrl_lab train a2c --env ALE/Pong-v5 --n-envs 16 --steps 1000000 --out runs/pong
     python -m asyncrl_lab train --resume runs/x --steps 400000
     python -m asyncrl_lab evaluate runs/x --episodes 10
+    python -m asyncrl_lab video runs/pong --out pong.mp4 --episodes 1
     python -m asyncrl_lab grade submissions/ --timeout 300 --csv grades.csv
 
 Algorithms: one_step_q, one_step_sarsa, n_step_q, a3c, a2c, acer. Every field of the algorithm's config
@@ -72,6 +73,8 @@ def _add_run_options(parser: argparse.ArgumentParser, required_out: bool):
                         help="also save the run every N global steps")
     parser.add_argument("--stop-at-return", type=float, default=argparse.SUPPRESS, metavar="R",
                         help="end early once the mean return of the last 100 episodes reaches R")
+    parser.add_argument("--tensorboard", metavar="DIR", default=argparse.SUPPRESS,
+                        help="also write the episodes and diagnostics for TensorBoard into DIR")
     parser.add_argument("--no-progress", action="store_true", default=argparse.SUPPRESS,
                         help="hide the progress bar")
 
@@ -115,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10,
                           help="episodes to play (default: 10)")
     evaluate.add_argument("--greedy", action="store_true", help="take the most likely action")
+    video = commands.add_parser("video", help="record a saved run's policy playing, as MP4")
+    video.add_argument("run", help="directory written by `train --out`")
+    video.add_argument("--out", required=True, metavar="FILE.mp4", help="the video file to write")
+    video.add_argument("--episodes", type=int, default=1, help="episodes to play (default: 1)")
+    video.add_argument("--greedy", action="store_true", help="take the most likely action")
     grade = commands.add_parser("grade", help="run a class's notebooks, each contained, and "
                                               "report what the exercises' checks found")
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
@@ -155,6 +163,10 @@ def main(argv=None) -> int:
             _record_segment(out, before, run)
             print(f"{run.status}: {run.global_step} steps, {len(run.history)} episodes in "
                   f"{run.wall_time:.1f} s; saved to {options.get('out', args.resume)}")
+        elif args.command == "video":
+            result = load(args.run).video(args.out, args.episodes, greedy=args.greedy)
+            print(f"wrote {result['path']}: {result['frames']} frames at {result['fps']} fps, "
+                  f"returns {', '.join(f'{r:g}' for r in result['returns'])}")
         else:
             run = load(args.run)
             result = run.evaluate(args.episodes, greedy=args.greedy)

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import figstyle
 from .history import History
+from .parallel import DIAGNOSE_EVERY
 
 
 def plot_learning_curves(run, window: int = 100):
@@ -29,6 +30,45 @@ def plot_learning_curves(run, window: int = 100):
     figstyle.legend_above(fig, title=f"{run.algo.upper()} on {run.config.env}, {actors} "
                                      f"({run.status})")
     return fig
+
+
+DIAGNOSTIC_LABELS = {"policy_loss": "policy loss (per step)", "value_loss": "value loss (per step)",
+                     "entropy": "policy entropy (nats)", "grad_norm": "gradient norm (unclipped)",
+                     "lr": "learning rate", "steps_per_s": "steps/s"}
+
+
+def plot_diagnostics(run, metrics):
+    """One panel per diagnostic (`history.Diagnostic`'s columns) against the global step; each
+    worker's samples as dots, their running median over 9 samples as a line."""
+    unknown = [m for m in metrics if m not in DIAGNOSTIC_LABELS]
+    if unknown:
+        raise ValueError(f"unknown diagnostics {unknown}: Run.plot draws "
+                         f"{sorted(DIAGNOSTIC_LABELS)} (or, given none, the learning curves)")
+    diagnostics = run.history.diagnostics
+    if len(diagnostics) == 0:
+        raise ValueError("this run has no diagnostics: it was saved before they were recorded")
+    fig, axes = figstyle.figure(len(metrics), squeeze=False)
+    order = np.argsort(diagnostics.global_step, kind="stable")
+    steps = diagnostics.global_step[order]
+    for ax, metric in zip(axes[0], metrics):
+        values = getattr(diagnostics, metric)[order]
+        ax.plot(steps, values, ".", ms=2, alpha=0.3, color="C0", label="a sampled update")
+        ax.plot(steps, _running_median(values, 9), color="C0", label="running median of 9")
+        ax.set_xlabel("global step T")
+        ax.set_ylabel(DIAGNOSTIC_LABELS[metric])
+        figstyle.steps_axis(ax)
+    fig.tight_layout()
+    figstyle.legend_above(fig, title=f"{run.algo.upper()} on {run.config.env}: one update in "
+                                     f"{DIAGNOSE_EVERY} of each "
+                                     f"{'coordinator' if run.algo == 'a2c' else 'worker'}")
+    return fig
+
+
+def _running_median(values: np.ndarray, width: int) -> np.ndarray:
+    """The median of the `width` values ending at each point (fewer at the start); NaN ignored."""
+    return np.array([np.nanmedian(values[max(0, i - width + 1): i + 1])
+                     if np.isfinite(values[max(0, i - width + 1): i + 1]).any() else np.nan
+                     for i in range(len(values))])
 
 
 def curves_on_grid(runs, grid, *, x: str = "global_step", window: int = 100) -> np.ndarray:

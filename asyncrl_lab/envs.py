@@ -115,17 +115,43 @@ class EpisodicLife(gym.Wrapper):
         return obs, info
 
 
+class _EveryFrame(gym.Wrapper):
+    """Hands every frame the env renders to `on_frame`, once set: after each reset and step."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.on_frame = None
+
+    def reset(self, **kwargs):
+        result = self.env.reset(**kwargs)
+        if self.on_frame is not None:
+            self.on_frame(self.env.render())
+        return result
+
+    def step(self, action):
+        result = self.env.step(action)
+        if self.on_frame is not None:
+            self.on_frame(self.env.render())
+        return result
+
+
 def make_env(env_id: str, seed: int | None = None, *, training: bool = True,
              sticky_actions: bool = False, episodic_life: bool = False,
-             noop_max: int = 30, frame_stack: int = 4):
+             noop_max: int = 30, frame_stack: int = 4, on_frame=None):
     """Make a Gymnasium env with discrete actions; Atari ids get the paper's preprocessing.
 
     `training=False` gives the evaluation version: raw rewards and no episodic life.
     `seed` seeds the first reset and the action space.
+    `on_frame`: called with every frame the env renders (RGB, its full size): on Atari every
+    emulator frame, the skipped ones too; elsewhere one frame a step (and one at a reset).
     """
     check_env_id(env_id)
+    render = {} if on_frame is None else {"render_mode": "rgb_array"}
     if is_atari(env_id):
-        env = gym.make(env_id, frameskip=1, repeat_action_probability=0.25 if sticky_actions else 0.0)
+        env = gym.make(env_id, frameskip=1, repeat_action_probability=0.25 if sticky_actions else 0.0,
+                       **render)
+        if on_frame is not None:
+            env = frames = _EveryFrame(env)
         env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=4, screen_size=84,
                                  grayscale_obs=True, scale_obs=False)
         env = RecordEpisodeStatistics(env)
@@ -135,7 +161,10 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True,
             env = ClipReward(env, -1.0, 1.0)
         env = FrameStackObservation(env, frame_stack)
     else:
-        env = RecordEpisodeStatistics(gym.make(env_id))
+        env = gym.make(env_id, **render)
+        if on_frame is not None:
+            env = frames = _EveryFrame(env)
+        env = RecordEpisodeStatistics(env)
     problem = None
     if not isinstance(env.action_space, gym.spaces.Discrete):
         problem = (f"has action space {env.action_space}; the asynchronous methods here need a "
@@ -149,6 +178,8 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True,
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
+    if on_frame is not None:
+        frames.on_frame = on_frame  # from the next reset on: the seeding reset is not played
     return env
 
 

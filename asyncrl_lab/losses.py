@@ -14,20 +14,41 @@ Sums, not means: Algorithm S3 accumulates one gradient term per step of the roll
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
+
+
+class ActorCriticTerms(NamedTuple):
+    """The three sums of A3C's loss over a rollout."""
+
+    policy_loss: torch.Tensor  # -sum_i log pi(a_i|s_i; theta) * A_i, A_i held constant
+    value_loss: torch.Tensor  # sum_i (R_i - V(s_i; theta_v))^2 / 2
+    entropy: torch.Tensor  # sum_i H(pi(.|s_i; theta))
+
+    def loss(self, entropy_beta: float, value_loss_coef: float) -> torch.Tensor:
+        return self.policy_loss + value_loss_coef * self.value_loss - entropy_beta * self.entropy
+
+    def means(self, steps: int) -> dict:
+        """Each term per step, for the run's diagnostics."""
+        return {name: term.detach() / steps for name, term in self._asdict().items()}
+
+
+def actor_critic_terms(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
+                       returns: torch.Tensor) -> ActorCriticTerms:
+    log_probs = F.log_softmax(logits, dim=-1)
+    log_pi_a = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    advantages = returns - values
+    return ActorCriticTerms(policy_loss=-(log_pi_a * advantages.detach()).sum(),
+                            value_loss=0.5 * advantages.pow(2).sum(),
+                            entropy=-(log_probs.exp() * log_probs).sum())
 
 
 def actor_critic_loss(logits: torch.Tensor, values: torch.Tensor, actions: torch.Tensor,
                       returns: torch.Tensor, entropy_beta: float,
                       value_loss_coef: float) -> torch.Tensor:
-    log_probs = F.log_softmax(logits, dim=-1)
-    log_pi_a = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    advantages = returns - values
-    policy_loss = -(log_pi_a * advantages.detach()).sum()
-    value_loss = 0.5 * advantages.pow(2).sum()
-    entropy = -(log_probs.exp() * log_probs).sum()
-    return policy_loss + value_loss_coef * value_loss - entropy_beta * entropy
+    return actor_critic_terms(logits, values, actions, returns).loss(entropy_beta, value_loss_coef)
 
 
 def q_value_loss(q_values: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -141,12 +141,14 @@ def annealed_lr(config, global_step: int) -> float:
     return config.lr * max(0.0, 1.0 - global_step / config.total_steps)
 
 
-def gradient_update(ctx, model: torch.nn.Module, loss: torch.Tensor, global_step: int):
+def gradient_update(ctx, model: torch.nn.Module, loss: torch.Tensor, global_step: int,
+                    terms: dict):
     """One update of the shared parameters from a loss: backpropagate it into `model` and apply the
     gradient (norm-clipped) through the optimizer at the annealed learning rate. Every method
     updates with this: for a worker of an asynchronous method it is the paper's "perform
     asynchronous update of theta using d theta" (`model` is the worker's local copy); for A2C's
-    coordinator, the one synchronous update per batch.
+    coordinator, the one synchronous update per batch. `terms`, the loss's parts as means over the
+    update's steps, go with the learning rate and the gradient's norm to the run's diagnostics.
 
     A non-finite loss stops the run with an error that names it and the global step, before the
     shared parameters are touched.
@@ -156,4 +158,6 @@ def gradient_update(ctx, model: torch.nn.Module, loss: torch.Tensor, global_step
                                  f"{global_step}; lower the learning rate or check the rewards")
     model.zero_grad(set_to_none=True)
     loss.backward()
-    ctx.apply_gradients(model, annealed_lr(ctx.config, global_step))
+    lr = annealed_lr(ctx.config, global_step)
+    grad_norm = ctx.apply_gradients(model, lr)
+    ctx.diagnose(global_step, lr, grad_norm, terms)

@@ -5,7 +5,8 @@ the GIL). What they share lives in shared memory: the global network and, unless
 the optimizer's statistics, which workers update lock-free (Hogwild!, Recht et al. 2011); the
 global step counter T; the count of updates applied; a stop flag. Each worker gets a distinct seed
 and one torch thread (more would oversubscribe the cores). Workers stream episodes and update
-statistics to the parent over one pipe each, so a worker that dies cannot corrupt another's channel.
+statistics (staleness, and the diagnostics of a sample of updates) to the parent over one pipe
+each, so a worker that dies cannot corrupt another's channel.
 
 Lifecycle guarantees (each is tested):
 
@@ -47,10 +48,13 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from .history import Episode, EpisodeLog
+from .history import Diagnostic, DiagnosticLog, Episode, EpisodeLog
 
 _FLUSH_EVERY_S = 0.5  # how often workers send update statistics to the parent
 _GRACE_S = 2.0  # how long workers get to stop on their own before they are terminated
+# Each worker (and A2C's coordinator) keeps the diagnostics of one update in this many, its first
+# included: a long run's history grows by one small row per DIAGNOSE_EVERY updates.
+DIAGNOSE_EVERY = 100
 
 
 class WorkerError(RuntimeError):
@@ -67,9 +71,11 @@ class WorkerDied(WorkerError):
 
 @dataclass
 class Outcome:
-    """What the workers produced: episodes in arrival order, update staleness, final counters."""
+    """What the workers produced: episodes in arrival order, update staleness, the sampled
+    updates' diagnostics, final counters."""
 
     episodes: EpisodeLog = field(default_factory=EpisodeLog)
+    diagnostics: DiagnosticLog = field(default_factory=DiagnosticLog)
     staleness: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     global_step: int = 0
     updates: int = 0
@@ -110,8 +116,13 @@ class Context(Protocol):
     def add_steps(self, n: int) -> int:
         """T <- T + n; returns the new T."""
 
-    def apply_gradients(self, local_model: torch.nn.Module, lr: float):
-        """Clip the local network's gradients and apply them to the shared parameters."""
+    def apply_gradients(self, local_model: torch.nn.Module, lr: float) -> torch.Tensor:
+        """Clip the local network's gradients and apply them to the shared parameters; returns
+        the gradients' norm before clipping."""
+
+    def diagnose(self, global_step: int, lr: float, grad_norm: torch.Tensor, terms: dict):
+        """Offer an update's diagnostics (`terms`: loss terms as scalar tensors, means over the
+        update's steps, named as `history.Diagnostic`'s columns); one in DIAGNOSE_EVERY is kept."""
 
     def episode(self, episode_return: float, length: int, actor: int | None = None):
         """Report a finished episode; `actor` names the env that played it where one loop steps
@@ -144,6 +155,10 @@ class _Staleness(NamedTuple):
     counts: list  # counts[k]: updates applied with k other updates between read and write
 
 
+class _Diagnostics(NamedTuple):
+    rows: list  # history.Diagnostic rows
+
+
 class WorkerContext:
     """A worker's view of the shared state; built inside the worker process.
 
@@ -165,6 +180,7 @@ class WorkerContext:
         self._local = (None, [], [])  # (local network, its parameters, its buffers): listing
         # them is not free
         self._staleness: list[int] = []
+        self._diagnostics = _Sampler(rank, t0)
         self._last_flush = time.time()
         if not config.shared_optimizer_stats:
             self.optimizer.reset_statistics()
@@ -203,20 +219,25 @@ class WorkerContext:
         if self._shared_buffers:
             torch._foreach_copy_(self._local[2], self._shared_buffers)
 
-    def apply_gradients(self, local_model: torch.nn.Module, lr: float):
+    def apply_gradients(self, local_model: torch.nn.Module, lr: float) -> torch.Tensor:
         """Apply the local network's gradients, their norm clipped to config.max_grad_norm, to the
-        shared parameters, lock-free.
+        shared parameters, lock-free; returns the norm before clipping.
 
         Records the staleness of the update: how many other workers' updates landed between this
         worker's last `sync` and this write.
         """
         params = self._params_of(local_model)
-        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step([p.grad for p in params], lr)
         self._updates[self.rank] += 1
         self._staleness.append(self._other_updates() - self._others_read)
         if time.time() - self._last_flush > _FLUSH_EVERY_S:
             self.flush()
+        return norm
+
+    def diagnose(self, global_step: int, lr: float, grad_norm: torch.Tensor, terms: dict):
+        """Keep one update's diagnostics in DIAGNOSE_EVERY; the parent gets them at a flush."""
+        self._diagnostics.offer(global_step, lr, grad_norm, terms)
 
     def episode(self, episode_return: float, length: int, actor: int | None = None):
         """Report a finished episode to the parent."""
@@ -227,7 +248,42 @@ class WorkerContext:
         if self._staleness:
             self._conn.send(_Staleness(self.rank, np.bincount(self._staleness).tolist()))
             self._staleness.clear()
+        if self._diagnostics.rows:
+            self._conn.send(_Diagnostics(self._diagnostics.take()))
         self._last_flush = time.time()
+
+
+class _Sampler:
+    """The diagnostics of one update in DIAGNOSE_EVERY of one worker (or the coordinator).
+    Only a kept update's tensors are read (`float`), so the others cost a counter increment."""
+
+    def __init__(self, rank: int, t0: float):
+        self.rank, self.t0 = rank, t0
+        self.rows: list[Diagnostic] = []
+        self._offered = 0
+        self._last = (None, t0)  # (T, time) at the previous sample
+
+    def offer(self, global_step: int, lr: float, grad_norm: torch.Tensor, terms: dict):
+        self._offered += 1
+        if (self._offered - 1) % DIAGNOSE_EVERY:
+            return
+        now = time.time()
+        last_step, last_time = self._last
+        rate = (global_step - last_step) / (now - last_time) if last_step is not None and \
+            now > last_time else float("nan")
+        self._last = (global_step, now)
+        values = {name: float(value) for name, value in terms.items()}
+        self.rows.append(Diagnostic(
+            self.rank, global_step, now - self.t0, float(lr), float(grad_norm), rate,
+            *(values.pop(name, float("nan")) for name in ("policy_loss", "value_loss",
+                                                          "entropy"))))
+        if values:
+            raise ValueError(f"unknown diagnostics {sorted(values)}: a method reports "
+                             "policy_loss, value_loss and entropy")
+
+    def take(self) -> list:
+        rows, self.rows = self.rows, []
+        return rows
 
 
 def _die_with_parent():
@@ -499,6 +555,9 @@ def _drain(open_readers: dict, outcome: Outcome, done: set, until_eof=False):
                         outcome.episodes.append(episode)
                     case _Staleness(counts=counts):
                         outcome.add_staleness(counts)
+                    case _Diagnostics(rows=rows):
+                        for row in rows:
+                            outcome.diagnostics.append(row)
                     case _Ready():
                         outcome.ready.add(rank)
                     case _Done():
@@ -551,6 +610,7 @@ class CoordinatorContext:
         self._step = start_step
         self._stopped = False
         self._last_report = time.time()
+        self._diagnostics = _Sampler(self.rank, t0)
 
     @property
     def global_step(self) -> int:
@@ -567,13 +627,21 @@ class CoordinatorContext:
         self._step += n
         return self._step
 
-    def apply_gradients(self, model: torch.nn.Module, lr: float):
-        """Apply the gradients, their norm clipped to config.max_grad_norm. Nothing else writes the
-        parameters between the read and this write: every update has staleness 0."""
+    def apply_gradients(self, model: torch.nn.Module, lr: float) -> torch.Tensor:
+        """Apply the gradients, their norm clipped to config.max_grad_norm; returns the norm before
+        clipping. Nothing else writes the parameters between the read and this write: every update
+        has staleness 0."""
         params = list(model.parameters())  # the coordinator trains the shared model itself
-        torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         self.optimizer.step([p.grad for p in params], lr)
         self._outcome.updates += 1
+        return norm
+
+    def diagnose(self, global_step: int, lr: float, grad_norm: torch.Tensor, terms: dict):
+        """Keep one update's diagnostics in DIAGNOSE_EVERY."""
+        self._diagnostics.offer(global_step, lr, grad_norm, terms)
+        for row in self._diagnostics.take():
+            self._outcome.diagnostics.append(row)
 
     def episode(self, episode_return: float, length: int, actor: int | None = None):
         """Record a finished episode; the history's worker column holds the env's index."""

@@ -1,5 +1,5 @@
 """The Run that `train` returns and `load` reads back: what was learned and how it went, and its
-checkpoint format (checkpoint.pt, history.csv, config.json in one directory)."""
+checkpoint format (checkpoint.pt, history.csv, diagnostics.csv, config.json in one directory)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +13,7 @@ import torch
 from .algos import algorithm
 from .config import Config
 from .envs import make_env
-from .history import History, atomic_path
+from .history import Diagnostics, History, atomic_path
 from .nets import make_actor
 
 CHECKPOINT_FORMAT = 1
@@ -45,16 +45,20 @@ class Run:
                 f"global_step={self.global_step}, {len(self.history)} episodes, "
                 f"wall_time={self.wall_time:.1f}s)")
 
-    def evaluate(self, episodes: int = 10, *, greedy: bool = False, seed: int = 12345) -> dict:
+    def evaluate(self, episodes: int = 10, *, greedy: bool = False, seed: int = 12345,
+                 on_frame=None) -> dict:
         """Play `episodes` full episodes with the learned policy on the evaluation env (raw rewards).
 
         Returns {"mean", "std", "returns"}. `greedy=True` takes the most likely action instead of
         sampling from the policy. The value-based methods' policy is greedy in Q (no epsilon).
+        On Atari each episode starts with up to 30 no-op actions (a random number), without sticky
+        actions unless the run trained with them. `on_frame` receives every rendered frame (see
+        `envs.make_env`); `video` records them.
         """
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes={episodes!r}: must be an integer >= 1")
         env = make_env(self.config.env, seed=seed, training=False,
-                       sticky_actions=self.config.sticky_actions)
+                       sticky_actions=self.config.sticky_actions, on_frame=on_frame)
         actor = make_actor(self.model, seed)
         returns = []
         try:
@@ -70,17 +74,31 @@ class Run:
             env.close()
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
 
-    def plot(self, window: int = 100):
-        """Learning curves: episode returns and their rolling mean vs global step and vs wall time."""
-        from .curves import plot_learning_curves  # matplotlib loads only when a figure is drawn
+    def video(self, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12345) -> dict:
+        """Record the policy playing `episodes` episodes into an MP4 file at `path`, every frame
+        the env renders at its full size (Atari: each emulator frame, 60 a second). Returns
+        `evaluate`'s result with the file's "path", "frames" and "fps"."""
+        from .video import record  # the encoder loads only when a video is made
 
+        return record(self, path, episodes, greedy=greedy, seed=seed)
+
+    def plot(self, *diagnostics: str, window: int = 100):
+        """Learning curves: episode returns and their rolling mean vs global step and vs wall time.
+
+        Given names of diagnostics ("policy_loss", "value_loss", "entropy", "grad_norm", "lr",
+        "steps_per_s"), one panel for each against the global step instead.
+        """
+        from .curves import plot_diagnostics, plot_learning_curves  # matplotlib loads only here
+
+        if diagnostics:
+            return plot_diagnostics(self, diagnostics)
         return plot_learning_curves(self, window=window)
 
     def save(self, path) -> Path:
-        """Write checkpoint.pt, history.csv and config.json into directory `path`.
+        """Write checkpoint.pt, history.csv, diagnostics.csv and config.json into directory `path`.
 
-        All three are written to temporary names first and renamed over the old ones only when
-        all three are complete, so a failure (a full disk, a crash) leaves the previous save intact.
+        All four are written to temporary names first and renamed over the old ones only when
+        all four are complete, so a failure (a full disk, a crash) leaves the previous save intact.
         """
         path = Path(path)
         meta = {"algo": self.algo, "status": self.status, "global_step": self.global_step,
@@ -95,11 +113,12 @@ class Run:
         try:
             path.mkdir(parents=True, exist_ok=True)
             with contextlib.ExitStack() as stack:
-                ckpt_tmp, history_tmp, meta_tmp = (
+                ckpt_tmp, history_tmp, diagnostics_tmp, meta_tmp = (
                     stack.enter_context(atomic_path(path / name))
-                    for name in ("checkpoint.pt", "history.csv", "config.json"))
+                    for name in ("checkpoint.pt", "history.csv", "diagnostics.csv", "config.json"))
                 torch.save(checkpoint, ckpt_tmp)
                 self.history._write_csv(history_tmp)
+                self.history.diagnostics._write_csv(diagnostics_tmp)
                 with open(meta_tmp, "w") as f:
                     json.dump(meta, f, indent=2)
         except OSError as err:
@@ -129,9 +148,10 @@ def load(path) -> Run:
     model = module.make_network(config, tuple(ckpt["obs_shape"]), ckpt["n_actions"])
     model.load_state_dict(ckpt["model"])
     staleness = ckpt["staleness"].numpy()
-    history_file = file.parent / "history.csv"
-    history = History.from_csv(history_file, staleness) if history_file.exists() else \
-        History(staleness=staleness)
+    history_file, diagnostics_file = file.parent / "history.csv", file.parent / "diagnostics.csv"
+    diagnostics = Diagnostics.from_csv(diagnostics_file) if diagnostics_file.exists() else None
+    history = History.from_csv(history_file, staleness, diagnostics) if history_file.exists() \
+        else History(staleness=staleness, diagnostics=diagnostics)
     return Run(ckpt["algo"], config, model, history, ckpt["status"], ckpt["global_step"],
                ckpt["wall_time"], ckpt["message"], ckpt["optimizer"],
                ckpt.get("shared_modules", {}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -12,11 +13,12 @@ import torch
 
 from . import algos
 from .envs import env_spaces
-from .history import History
+from .history import Diagnostics, History
 from .parallel import Outcome, WorkerError, run_coordinator, run_workers
 from .presets import PRESET_NAMES, preset_settings
 from .progress import ProgressBar
 from .run import Run, load, non_finite_parts
+from .tensorboard_log import TensorBoardLog
 
 _SIGTERM_EXIT_CODE = 128 + 15  # what a shell reports for a process ended by SIGTERM
 
@@ -24,7 +26,8 @@ _SIGTERM_EXIT_CODE = 128 + 15  # what a shell reports for a process ended by SIG
 def train(algo: str | None = None, env: str | None = None, workers: int | None = None,
           total_steps: int | None = None, seed: int | None = None, *, progress=True,
           out=None, checkpoint_every: int | None = None, resume=None,
-          stop_at_return: float | None = None, preset: str = "tuned", **options) -> Run:
+          stop_at_return: float | None = None, preset: str = "tuned", tensorboard=None,
+          **options) -> Run:
     """Train `algo` ("one_step_q", "one_step_sarsa", "n_step_q", "a3c", "a2c", "acer") on a
     Gymnasium env id with `workers` processes for `total_steps` global steps (A2C: one process
     stepping `n_envs` environments; it takes no `workers`). Further keyword options are the
@@ -46,6 +49,9 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     `resume`: a directory saved by an earlier run (or a Run). Training continues from its global
     step, learning-rate schedule, optimizer statistics and history, up to `total_steps` (which
     may be raised); `workers` may change, nothing else. `out` defaults to that directory.
+
+    `tensorboard`: a directory to write the run's episodes and diagnostics into, as they
+    arrive, for TensorBoard (`tensorboard --logdir DIR`; names in `tensorboard_log`).
 
     `stop_at_return`: end the run early, as finished, once the mean return of the last 100
     episodes reaches this value (for time-to-threshold measurements).
@@ -88,6 +94,8 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
         config = config_cls.from_dict({**preset_settings(algo, env_id, preset), **given, **options})
     if out is not None:
         _check_writable(out)
+    if tensorboard is not None:
+        _check_writable(tensorboard, "write TensorBoard logs")
     obs_shape, n_actions = env_spaces(config.env, sticky_actions=config.sticky_actions,
                                       episodic_life=config.episodic_life)
     module = algos.ALGORITHMS[algo]
@@ -107,10 +115,14 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     bar = ProgressBar(config.total_steps, enabled=progress is True, start=start_step)
     report = progress if callable(progress) else bar
     checkpoints = _Checkpoints(out, checkpoint_every, snapshot, start_step)
+    board = None if tensorboard is None else TensorBoardLog(
+        tensorboard, f"{algo} on {config.env}: {config.to_dict()}")
 
     def on_progress(outcome: Outcome):
         report(outcome)
         checkpoints(outcome)
+        if board is not None:
+            board(outcome)
 
     outcome = None
     try:
@@ -128,6 +140,8 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
         raise
     finally:
         bar.close(outcome)
+        if board is not None:
+            board.close(outcome)
     run = snapshot(outcome)
     checkpoints.final(run)
     if run.status in ("interrupted", "terminated"):
@@ -169,13 +183,15 @@ class _StopAtReturn:
         return True
 
 
-def _check_writable(out):
+def _check_writable(out, what: str = "save the run"):
     """Fail before training, not after it, if the run cannot be saved where the user asked."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise ValueError(f"cannot {what} in {out!r}: give a directory's path")
     try:
         Path(out).mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as err:
-        raise ValueError(f"cannot save the run in {str(out)!r}: {err.strerror or err}") from None
+        raise ValueError(f"cannot {what} in {str(out)!r}: {err.strerror or err}") from None
 
 
 def _resumed_config(algo, previous: Run, changes: dict):
@@ -254,7 +270,8 @@ def _to_run(algo, config, shared, outcome: Outcome, previous: Run | None = None)
         optimizer_state = {k: v.cpu() if torch.is_tensor(v) else [t.cpu() for t in v]
                            for k, v in shared["optimizer"].state_dict().items()}  # copies
         model = copy.deepcopy(shared["model"]).cpu()
-    history, wall_time = History(outcome.episodes, outcome.staleness), outcome.wall_time
+    history = History(outcome.episodes, outcome.staleness, Diagnostics(outcome.diagnostics))
+    wall_time = outcome.wall_time
     if previous is not None:
         history = previous.history.followed_by(history, previous.wall_time)
         wall_time += previous.wall_time

@@ -119,4 +119,4 @@ def q_update(ctx, local: QNetwork, states, actions, targets, global_step: int):
     q_values = local(torch.as_tensor(np.stack(states)))
     loss = q_value_loss(q_values, torch.as_tensor(actions),
                         torch.as_tensor(np.asarray(targets), dtype=torch.float32))
-    gradient_update(ctx, local, loss, global_step)
+    gradient_update(ctx, local, loss, global_step, {"value_loss": loss.detach() / len(actions)})

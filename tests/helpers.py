@@ -296,6 +296,9 @@ class InProcessContext:
     def episode(self, episode_return, length, actor=None):
         pass
 
+    def diagnose(self, global_step, lr, grad_norm, terms):
+        pass
+
     @torch.no_grad()
     def sync(self, local):
         for mine, shared in zip(local.parameters(), self.model.parameters()):

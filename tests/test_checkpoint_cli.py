@@ -35,7 +35,8 @@ def test_checkpoint_round_trip(short_run, tmp_path):
         for a, b in zip(loaded.optimizer_state[name], tensors):
             assert torch.equal(a, b)
     assert loaded.evaluate(3, seed=7) == short_run.evaluate(3, seed=7)
-    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.pt", "config.json", "history.csv"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["checkpoint.pt", "config.json", "diagnostics.csv",
+                                                    "history.csv"]
 
 
 def test_loading_bad_paths_and_files_gives_clear_errors(tmp_path):
@@ -79,6 +80,26 @@ def test_cli_trains_saves_and_evaluates(tmp_path):
     assert "mean return over 2 episodes" in result.stdout
 
 
+def test_cli_records_the_provenance_of_each_segment_of_a_resumed_run(tmp_path):
+    out = tmp_path / "x"
+    first = _cli("train", "a3c", "--env", "CartPole-v1", "--workers", "2", "--steps", "3000",
+                 "--out", str(out), "--no-progress")
+    assert first.returncode == 0, first.stderr
+    second = _cli("train", "--resume", str(out), "--steps", "6000", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    segments = json.loads((out / "provenance.json").read_text())["segments"]
+    run = lab.load(out)
+    assert [s["from_step"] for s in segments] == [0, segments[0]["to_step"]]
+    assert segments[0]["to_step"] >= 3000 and segments[1]["to_step"] == run.global_step
+    assert all(s["status"] == "finished" for s in segments)
+    assert sum(s["wall_time"] for s in segments) == pytest.approx(run.wall_time)
+    assert segments[1]["command"] == f"python -m asyncrl_lab train --resume {out} --steps 6000 " \
+                                     "--no-progress"
+    for segment in segments:
+        assert {"commit", "dirty", "versions", "cpu", "cores", "date"} <= set(segment)
+        assert segment["versions"]["torch"] == torch.__version__
+
+
 def test_cli_trains_a_value_method_and_stops_at_a_return(tmp_path):
     out = tmp_path / "q"
     result = _cli("train", "n_step_q", "--steps", "1000000", "--t-max", "20", "--lr", "0.003",
@@ -119,7 +140,7 @@ def test_a_progress_callable_sees_the_run_advance():
 
 
 def test_training_writes_nothing_outside_the_run_directory(tmp_path):
-    """The CLI run leaves its three files in --out and nothing in the working directory, the
+    """The CLI run leaves its five files in --out and nothing in the working directory, the
     home directory or the temporary directory."""
     dirs = {name: tmp_path / name for name in ("cwd", "home", "tmp")}
     for d in dirs.values():
@@ -130,7 +151,8 @@ def test_training_writes_nothing_outside_the_run_directory(tmp_path):
                     "--steps", "3000", "--out", str(out), "--checkpoint-every", "1000",
                     "--no-progress"], cwd=dirs["cwd"], env=env, check=True, timeout=120,
                    capture_output=True)
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.json", "history.csv"]
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "config.json", "diagnostics.csv",
+                                       "history.csv", "provenance.json"]
     for name, d in dirs.items():
         assert list(d.rglob("*")) == [], f"something was written into {name}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "home", "runs", "tmp"]

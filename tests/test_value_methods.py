@@ -136,6 +136,9 @@ class RecordingContext:
     def episode(self, episode_return, length):
         pass
 
+    def diagnose(self, global_step, lr, grad_norm, terms):
+        pass
+
 
 class Transitions(gym.Wrapper):
     """Logs (s, a, r, s', terminated, truncated) for every step."""

@@ -19,7 +19,7 @@ import torch
 
 from ..config import A2CConfig as Config
 from ..envs import make_vector_env
-from ..losses import actor_critic_loss
+from ..losses import actor_critic_terms
 from ..nets import observe, resolve_device
 from ..optim import gradient_update, make_optimizer
 from ..parallel import Context
@@ -107,9 +107,10 @@ def coordinator(ctx: Context):
             batch_actions = torch.as_tensor(actions, device=device).flatten()
             batch_returns = torch.as_tensor(returns, dtype=torch.float32, device=device).flatten()
             # A3C's loss (a sum over the steps), averaged over the batch
-            loss = actor_critic_loss(logits[:-n], values[:-n], batch_actions, batch_returns,
-                                     config.entropy_beta, config.value_loss_coef) / (t_max * n)
-            gradient_update(ctx, model, loss, global_step)      # one update of theta and theta_v
+            terms = actor_critic_terms(logits[:-n], values[:-n], batch_actions, batch_returns)
+            loss = terms.loss(config.entropy_beta, config.value_loss_coef) / (t_max * n)
+            gradient_update(ctx, model, loss, global_step,      # one update of theta and theta_v
+                            terms.means(t_max * n))
             # with obs_norm, the observation statistics learn from the rollout after the update,
             # so that acting and the update used the same ones
             observe(model, torch.as_tensor(states[:-1], device=device).flatten(0, 1))

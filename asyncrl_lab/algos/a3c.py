@@ -18,7 +18,7 @@ import torch
 
 from ..config import A3CConfig as Config
 from ..envs import make_env
-from ..losses import actor_critic_loss
+from ..losses import actor_critic_terms
 from ..nets import ActorCritic, RecurrentActorCritic, make_actor, observe
 from ..optim import gradient_update, make_optimizer
 from ..parallel import AsyncContext
@@ -67,11 +67,11 @@ def worker(ctx: AsyncContext):
         # the state at t_start: gradients stop there)
         observations = torch.as_tensor(np.stack(states))
         logits, values, _ = local.unroll(observations[:, None], start_state)
-        loss = actor_critic_loss(logits[:, 0], values[:, 0], torch.as_tensor(actions),
-                                 torch.as_tensor(returns, dtype=torch.float32),
-                                 config.entropy_beta, config.value_loss_coef)
+        terms = actor_critic_terms(logits[:, 0], values[:, 0], torch.as_tensor(actions),
+                                   torch.as_tensor(returns, dtype=torch.float32))
+        loss = terms.loss(config.entropy_beta, config.value_loss_coef)
         # asynchronous update of theta using d theta and of theta_v using d theta_v
-        gradient_update(ctx, local, loss, global_step)
+        gradient_update(ctx, local, loss, global_step, terms.means(len(rewards)))
         # with obs_norm, the shared observation statistics learn from the rollout, lock-free as
         # the parameters (the local copy keeps the ones the rollout was acted and updated with)
         observe(ctx.model, observations)

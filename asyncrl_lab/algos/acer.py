@@ -16,7 +16,8 @@ import torch
 
 from ..config import ACERConfig as Config
 from ..envs import make_env
-from ..losses import acer_policy_objective, average_kl_gradient, trust_region_projection
+from ..losses import (PROB_EPS, acer_policy_objective, average_kl_gradient,
+                      trust_region_projection)
 from ..nets import ActorQCritic, make_actor, sample_index
 from ..optim import gradient_update, make_optimizer
 from ..parallel import AsyncContext
@@ -125,8 +126,17 @@ def acer_update(ctx: AsyncContext, local: ActorQCritic, average: AveragePolicy, 
     critic_loss = 0.5 * (q_ret - q.gather(-1, actions).squeeze(-1)).pow(2).sum()
     loss = -(f * g).sum() + config.q_loss_coef * critic_loss
     # asynchronous update of theta using d theta' and of theta_v using d theta'_v
-    gradient_update(ctx, local, loss, global_step)
+    gradient_update(ctx, local, loss, global_step, _diagnostics(objective, critic_loss, phi))
     average.soft_update()  # theta_a <- alpha theta_a + (1 - alpha) theta
+
+
+def _diagnostics(objective: torch.Tensor, critic_loss: torch.Tensor, phi: torch.Tensor) -> dict:
+    """The segment's terms per step: the policy objective negated (what the update minimises
+    before the trust region), the critic's loss, the policy's entropy."""
+    k = len(phi)
+    entropy = -(phi * phi.clamp(min=PROB_EPS).log()).sum()
+    return {"policy_loss": -objective.detach().sum() / k, "value_loss": critic_loss.detach() / k,
+            "entropy": entropy.detach() / k}
 
 
 def worker(ctx: AsyncContext):
