@@ -161,13 +161,7 @@ class Diagnostics:
 
     @classmethod
     def from_csv(cls, path) -> "Diagnostics":
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if tuple(header or ()) != DIAGNOSTIC_COLUMNS:
-                raise ValueError(f"{path} is not a diagnostics file: its header is {header}, "
-                                 f"expected {list(DIAGNOSTIC_COLUMNS)}")
-            return cls([float(x) for x in row] for row in reader)
+        return cls(_read_rows(path, DIAGNOSTIC_COLUMNS, "a diagnostics file"))
 
 
 class History:
@@ -251,13 +245,18 @@ class History:
 
     @classmethod
     def from_csv(cls, path, staleness=None, diagnostics=None) -> "History":
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if tuple(header or ()) != EPISODE_COLUMNS:
-                raise ValueError(f"{path} is not a history file: its header is {header}, "
-                                 f"expected {list(EPISODE_COLUMNS)}")
-            return cls(([float(x) for x in row] for row in reader), staleness, diagnostics)
+        return cls(_read_rows(path, EPISODE_COLUMNS, "a history file"), staleness, diagnostics)
+
+
+def _read_rows(path, columns: tuple, what: str) -> list:
+    """The rows of a CSV file written with `columns` as its header, as lists of floats."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if tuple(header or ()) != columns:
+            raise ValueError(f"{path} is not {what}: its header is {header}, "
+                             f"expected {list(columns)}")
+        return [[float(x) for x in row] for row in reader]
 
 
 def _add_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:

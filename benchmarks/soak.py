@@ -39,7 +39,8 @@ class Sampler:
             rate = None if self.last is None else \
                 (outcome.global_step - self.last[1]) / (now - self.last[0])
             self.rows.append((now, outcome.global_step, rate, self.parent.memory_info().rss / MB,
-                              [w.memory_info().rss / MB for w in workers], len(outcome.episodes)))
+                              [w.memory_info().rss / MB for w in workers], len(outcome.episodes),
+                              len(outcome.diagnostics)))
             self.last = (now, outcome.global_step)
             print(self.format(self.rows[-1]), flush=True)
         if now >= self.seconds:
@@ -47,10 +48,11 @@ class Sampler:
 
     @staticmethod
     def format(row) -> str:
-        t, step, rate, parent, workers, episodes = row
+        t, step, rate, parent, workers, episodes, samples = row
         rate = "" if rate is None else f"{rate:,.0f}"
         return (f"{t:7.0f} s  T={step:>12,}  {rate:>8} steps/s  parent {parent:6.1f} MB  "
-                f"workers {' '.join(f'{w:6.1f}' for w in workers)} MB  {episodes:,} episodes")
+                f"workers {' '.join(f'{w:6.1f}' for w in workers)} MB  {episodes:,} episodes  "
+                f"{samples:,} diagnostics")
 
 
 def main():
@@ -73,8 +75,9 @@ def main():
         f"status {run.status}; {run.global_step:,} steps, {len(run.history):,} episodes in "
         f"{run.wall_time:.0f} s",
         f"parent memory {first[3]:.1f} -> {last[3]:.1f} MB ({last[3] - first[3]:+.1f} MB, "
-        f"{(last[3] - first[3]) * MB / max(last[5] - first[5], 1):.0f} bytes per episode "
-        "recorded: the run's history, which the parent keeps)",
+        f"{(last[3] - first[3]) * MB / max(last[5] - first[5] + last[6] - first[6], 1):.0f} "
+        "bytes per row recorded, episodes and sampled updates: the run's history, which the "
+        "parent keeps)",
         *(f"worker {i} memory {a:.1f} -> {b:.1f} MB ({b - a:+.1f} MB)"
           for i, (a, b) in enumerate(zip(first[4], last[4]))),
         f"steps/s after start-up: first interval {rates[0]:,.0f}, last {rates[-1]:,.0f} "
