@@ -6,7 +6,7 @@
         --final-epsilons 0.1 0.01 0.5 --final-epsilon-probs 0.4 0.3 0.3
     python -m asyncrl_lab train a2c --env ALE/Pong-v5 --n-envs 16 --steps 1000000 --out runs/pong
     python -m asyncrl_lab train --resume runs/x --steps 400000
-    python -m asyncrl_lab evaluate runs/x --episodes 10
+    python -m asyncrl_lab evaluate runs/x --episodes 10 --json runs/x/evaluation.json
     python -m asyncrl_lab video runs/pong --out pong.mp4 --episodes 1
     python -m asyncrl_lab grade submissions/ --timeout 300 --csv grades.csv
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import time
 
 from .algos import ALGORITHMS
 from .presets import PRESET_NAMES, PRESETS
@@ -118,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10,
                           help="episodes to play (default: 10)")
     evaluate.add_argument("--greedy", action="store_true", help="take the most likely action")
+    evaluate.add_argument("--seed", type=int, default=12345,
+                          help="seed of the evaluation env and the policy's draws (default: 12345)")
+    evaluate.add_argument("--json", metavar="FILE",
+                          help="also write the returns, the protocol and the provenance to FILE")
     video = commands.add_parser("video", help="record a saved run's policy playing, as MP4")
     video.add_argument("run", help="directory written by `train --out`")
     video.add_argument("--out", required=True, metavar="FILE.mp4", help="the video file to write")
@@ -169,13 +174,35 @@ def main(argv=None) -> int:
                   f"returns {', '.join(f'{r:g}' for r in result['returns'])}")
         else:
             run = load(args.run)
-            result = run.evaluate(args.episodes, greedy=args.greedy)
+            started = time.time()
+            result = run.evaluate(args.episodes, greedy=args.greedy, seed=args.seed)
             print(f"mean return over {args.episodes} episodes: {result['mean']:.2f} "
                   f"(std {result['std']:.2f})")
+            if args.json:
+                _write_evaluation(args, run, result, time.time() - started)
     except (ValueError, OSError, WorkerError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_evaluation(args, run, result: dict, seconds: float):
+    import json
+    from pathlib import Path
+
+    from .envs import is_atari
+    from .provenance import provenance
+
+    protocol = {"episodes": args.episodes, "policy": "greedy" if args.greedy else "sampled",
+                "seed": args.seed, "rewards": "raw (unclipped), whole games",
+                "sticky_actions": run.config.sticky_actions}
+    if is_atari(run.config.env):
+        protocol["starts"] = "up to 30 no-op actions, a random number"
+    record = {**result, "run": str(args.run), "global_step": run.global_step,
+              "protocol": protocol,
+              "provenance": provenance(" ".join(["python -m asyncrl_lab", *sys.argv[1:]]),
+                                       wall_time=seconds)}
+    Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _saved_state(out) -> tuple[int, float]:

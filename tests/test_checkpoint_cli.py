@@ -75,9 +75,15 @@ def test_cli_trains_saves_and_evaluates(tmp_path):
     assert config["algo"] == "a3c" and config["config"]["t_max"] == 10
     assert config["global_step"] >= 4000
     assert (out / "history.csv").read_text().startswith("worker,global_step,wall_time")
-    result = _cli("evaluate", str(out), "--episodes", "2")
+    result = _cli("evaluate", str(out), "--episodes", "2", "--seed", "5", "--json",
+                  str(tmp_path / "eval.json"))
     assert result.returncode == 0, result.stderr
     assert "mean return over 2 episodes" in result.stdout
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["returns"] == lab.load(out).evaluate(2, seed=5)["returns"]  # the same play
+    assert record["protocol"]["episodes"] == 2 and record["protocol"]["policy"] == "sampled"
+    assert record["global_step"] == config["global_step"]
+    assert record["provenance"]["command"].endswith(f"--json {tmp_path / 'eval.json'}")
 
 
 def test_cli_records_the_provenance_of_each_segment_of_a_resumed_run(tmp_path):
