@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--out", required=True, metavar="FILE.mp4", help="the video file to write")
     video.add_argument("--episodes", type=int, default=1, help="episodes to play (default: 1)")
     video.add_argument("--greedy", action="store_true", help="take the most likely action")
+    video.add_argument("--seconds", type=_positive_float, default=None, metavar="S",
+                       help="keep only the first S seconds of video (default: everything)")
     grade = commands.add_parser("grade", help="run a class's notebooks, each contained, and "
                                               "report what the exercises' checks found")
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION",
@@ -148,6 +150,7 @@ def main(argv=None) -> int:
     if args.command == "grade":
         return _grade(args)
     from . import load, train  # after parsing, so --help is fast
+    from .provenance import provenance
     from .training import Terminated
 
     try:
@@ -159,17 +162,20 @@ def main(argv=None) -> int:
                        if k not in ("command", "algo", "no_progress", "resume")}
             out = options.get("out", args.resume)
             before = _saved_state(out)
+            # the commit, the tree and the date are the ones training starts from
+            started = provenance(" ".join(["python -m asyncrl_lab", *sys.argv[1:]]))
             try:
                 run = train(args.algo, progress=not getattr(args, "no_progress", False),
                             resume=args.resume, **options)
             except (WorkerError, Terminated) as err:
-                _record_segment(out, before, getattr(err, "run", None))
+                _record_segment(out, before, started, getattr(err, "run", None))
                 raise
-            _record_segment(out, before, run)
+            _record_segment(out, before, started, run)
             print(f"{run.status}: {run.global_step} steps, {len(run.history)} episodes in "
                   f"{run.wall_time:.1f} s; saved to {options.get('out', args.resume)}")
         elif args.command == "video":
-            result = load(args.run).video(args.out, args.episodes, greedy=args.greedy)
+            result = load(args.run).video(args.out, args.episodes, greedy=args.greedy,
+                                          seconds=args.seconds)
             print(f"wrote {result['path']}: {result['frames']} frames at {result['fps']} fps, "
                   f"returns {', '.join(f'{r:g}' for r in result['returns'])}")
         else:
@@ -216,24 +222,21 @@ def _saved_state(out) -> tuple[int, float]:
     return run.global_step, run.wall_time
 
 
-def _record_segment(out, before: tuple[int, float], run) -> None:
-    """Append this command's provenance to `out`/provenance.json: a long run resumed several
-    times keeps one record per segment (the steps it made, its wall time, commit, machine)."""
+def _record_segment(out, before: tuple[int, float], started: dict, run) -> None:
+    """Append this command's provenance (`started`: taken as it started) to
+    `out`/provenance.json: a long run resumed several times keeps one record per segment (the
+    steps it made, its wall time, commit, machine)."""
     if out is None or run is None:
         return
     import json
     from pathlib import Path
 
-    from .provenance import provenance
-
     file = Path(out) / "provenance.json"
     if not (file.parent / "checkpoint.pt").exists():  # the run could not be saved; train said why
         return
     segments = json.loads(file.read_text())["segments"] if file.exists() else []
-    record = provenance(" ".join(["python -m asyncrl_lab", *sys.argv[1:]]),
-                        wall_time=run.wall_time - before[1])
     segments.append({"from_step": before[0], "to_step": run.global_step, "status": run.status,
-                     **record})
+                     **started, "wall_time": run.wall_time - before[1]})
     file.write_text(json.dumps({"segments": segments}, indent=2) + "\n")
 
 

@@ -74,13 +74,15 @@ class Run:
             env.close()
         return {"mean": float(np.mean(returns)), "std": float(np.std(returns)), "returns": returns}
 
-    def video(self, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12345) -> dict:
+    def video(self, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12345,
+              seconds: float | None = None) -> dict:
         """Record the policy playing `episodes` episodes into an MP4 file at `path`, every frame
-        the env renders at its full size (Atari: each emulator frame, 60 a second). Returns
-        `evaluate`'s result with the file's "path", "frames" and "fps"."""
+        the env renders at its full size (Atari: each emulator frame, 60 a second); `seconds`
+        keeps only the first seconds of video. Returns `evaluate`'s result with the file's
+        "path", "frames" and "fps"."""
         from .video import record  # the encoder loads only when a video is made
 
-        return record(self, path, episodes, greedy=greedy, seed=seed)
+        return record(self, path, episodes, greedy=greedy, seed=seed, seconds=seconds)
 
     def plot(self, *diagnostics: str, window: int = 100):
         """Learning curves: episode returns and their rolling mean vs global step and vs wall time.

@@ -25,14 +25,17 @@ def frame_rate(env_id: str) -> int:
 
 
 class Mp4Writer:
-    """Frames (H x W x 3, uint8) in, an MP4 file out; the size is the first frame's."""
+    """Frames (H x W x 3, uint8) in, an MP4 file out; the size is the first frame's. With
+    `max_frames`, the frames after that many are left out."""
 
-    def __init__(self, path, fps: int):
-        self.path, self.fps = Path(path), fps
+    def __init__(self, path, fps: int, max_frames: int | None = None):
+        self.path, self.fps, self.max_frames = Path(path), fps, max_frames
         self.frames = 0
         self._writer = None
 
     def __call__(self, frame: np.ndarray):
+        if self.max_frames is not None and self.frames >= self.max_frames:
+            return
         if self._writer is None:
             import imageio_ffmpeg
 
@@ -51,9 +54,15 @@ class Mp4Writer:
             self._writer.close()
 
 
-def record(run, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12345) -> dict:
-    """`Run.video`: the run's policy plays `episodes` evaluation episodes into `path` (.mp4)."""
+def record(run, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12345,
+           seconds: float | None = None) -> dict:
+    """`Run.video`: the run's policy plays `episodes` evaluation episodes into `path` (.mp4);
+    with `seconds`, the video keeps only their first `seconds` (the episodes still play to
+    their ends, for their returns)."""
     path = Path(path)
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not seconds > 0):
+        raise ValueError(f"seconds={seconds!r}: must be a number > 0 (or None for everything)")
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{str(path)!r}: a video is written as MP4; give a path ending in .mp4")
     if not path.parent.is_dir():
@@ -61,7 +70,8 @@ def record(run, path, episodes: int = 1, *, greedy: bool = False, seed: int = 12
                          "exist")
     # classic control draws with pygame, which needs no screen for frames but complains without one
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    writer = Mp4Writer(path, frame_rate(run.config.env))
+    fps = frame_rate(run.config.env)
+    writer = Mp4Writer(path, fps, None if seconds is None else max(1, round(seconds * fps)))
     try:
         result = run.evaluate(episodes, greedy=greedy, seed=seed, on_frame=writer)
     except BaseException:

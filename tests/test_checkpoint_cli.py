@@ -1,4 +1,5 @@
 """Checkpoints round-trip; the CLI trains, saves and evaluates; bad checkpoints get clear errors."""
+import datetime
 import json
 import os
 import pickle
@@ -104,6 +105,9 @@ def test_cli_records_the_provenance_of_each_segment_of_a_resumed_run(tmp_path):
     for segment in segments:
         assert {"commit", "dirty", "versions", "cpu", "cores", "date"} <= set(segment)
         assert segment["versions"]["torch"] == torch.__version__
+    # taken as training started (the commit and tree it started from), not when it ended
+    started = datetime.datetime.fromisoformat(segments[1]["date"]).timestamp()
+    assert started <= (out / "checkpoint.pt").stat().st_mtime - segments[1]["wall_time"] + 1
 
 
 def test_cli_trains_a_value_method_and_stops_at_a_return(tmp_path):

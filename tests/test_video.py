@@ -47,6 +47,14 @@ def test_an_atari_video_has_every_emulator_frame_at_full_size(tmp_path):
     assert result["frames"] > 4 * 21 * 30
 
 
+def test_a_video_cut_to_seconds_keeps_that_many_frames_and_the_whole_games_returns(
+        cartpole_run, tmp_path):
+    result = cartpole_run.video(tmp_path / "short.mp4", episodes=2, seed=3, seconds=0.5)
+    _, frames = read_video(tmp_path / "short.mp4")
+    assert len(frames) == result["frames"] == 25  # 0.5 s at 50 fps
+    assert result["returns"] == cartpole_run.evaluate(2, seed=3)["returns"]
+
+
 def test_the_command_line_records_a_saved_run(cartpole_run, tmp_path):
     cartpole_run.save(tmp_path / "run")
     done = subprocess.run([sys.executable, "-m", "asyncrl_lab", "video", str(tmp_path / "run"),
@@ -65,6 +73,8 @@ def test_bad_video_paths_are_refused_naming_the_problem(cartpole_run, tmp_path):
         cartpole_run.video(tmp_path / "v.avi")
     with pytest.raises(ValueError, match="does not exist"):
         cartpole_run.video(tmp_path / "missing" / "v.mp4")
+    with pytest.raises(ValueError, match="seconds=0"):
+        cartpole_run.video(tmp_path / "v.mp4", seconds=0)
     with pytest.raises(ValueError, match="episodes=0"):
         cartpole_run.video(tmp_path / "v.mp4", episodes=0)
     assert not (tmp_path / "v.mp4").exists()  # nothing half-written is left
