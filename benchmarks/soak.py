@@ -34,8 +34,9 @@ class Sampler:
     def __call__(self, outcome):
         now = outcome.wall_time
         if self.last is None or now - self.last[0] >= self.every:
-            workers = [p for p in self.parent.children()
-                       if "spawn_main" in " ".join(p.cmdline())]
+            # spawned workers are our children; forkserver's (the default) the server's
+            workers = [p for p in self.parent.children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline()) or p.ppid() != self.parent.pid]
             rate = None if self.last is None else \
                 (outcome.global_step - self.last[1]) / (now - self.last[0])
             self.rows.append((now, outcome.global_step, rate, self.parent.memory_info().rss / MB,
