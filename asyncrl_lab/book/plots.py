@@ -126,7 +126,8 @@ def plot_speedup_curves(table: dict, paper: dict, *, key: str = "speedup", ax=No
                         title: str = ""):
     """Table 2 as curves: for each method the measured ratio to one worker (`key`: "speedup", of
     wall time, or "data_efficiency", of env steps) against the workers (solid), and the paper's
-    speed-ups at the same counts (dashed, the same colour)."""
+    speed-ups at the same counts (dashed, the same colour). The legend is the caller's (one for
+    two panels: `figstyle.legend_above(fig)`)."""
     if ax is None:
         _, ax = figstyle.figure()
     for i, (method, by_workers) in enumerate(table.items()):
@@ -142,14 +143,15 @@ def plot_speedup_curves(table: dict, paper: dict, *, key: str = "speedup", ax=No
     ax.set_xlabel("workers")
     ax.set_ylabel({"speedup": "time speed-up (1 worker / k)",
                    "data_efficiency": "env steps, 1 worker / k"}[key])
-    figstyle.legend_above(ax, title=title)
+    ax.set_title(title, fontsize=9)
     return ax
 
 
 def plot_lr_scatter(points_by_label: dict, *, threshold: float | None = None, ax=None,
                     title: str = ""):
     """The paper's Figure 2: each run's final score against its learning rate (log axis), one
-    colour per method; a run that diverged is a cross at the foot of the axis."""
+    colour per method; a run that diverged is a cross at the foot of the axis. The legend is the
+    caller's."""
     if ax is None:
         _, ax = figstyle.figure()
     for i, (label, points) in enumerate(points_by_label.items()):
@@ -164,7 +166,7 @@ def plot_lr_scatter(points_by_label: dict, *, threshold: float | None = None, ax
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("final score (mean of the last 100 episodes)")
-    figstyle.legend_above(ax, title=title)
+    ax.set_title(title, fontsize=9)
     return ax
 
 
