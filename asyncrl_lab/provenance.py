@@ -3,6 +3,7 @@ command, the machine, the date and the wall time. Studies, long runs and benchma
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -64,8 +65,18 @@ def provenance(command: str | None = None, *, wall_time: float | None = None,
 
 
 def describe(record: dict) -> str:
-    """One line for under a figure: the commit, the date, the machine, the command."""
+    """One line for under a figure, as plain text (a glued value shows markup as it is): the
+    commit, the date, the machine, the wall time, the command, and a `note` where the record
+    has one (set by hand where a run's conditions need saying)."""
     commit = (record.get("commit") or "no commit")[:10] + (" (dirty)" if record.get("dirty") else "")
     wall = f", {record['wall_time'] / 60:.1f} min" if record.get("wall_time") else ""
+    note = f" ({record['note']})" if record.get("note") else ""
     return (f"commit {commit}, {record.get('date', '?')[:10]}, {record.get('cores')} cores "
-            f"({record.get('cpu')}){wall}: `{record.get('command')}`")
+            f"({record.get('cpu')}){wall}: {record.get('command')}{note}")
+
+
+def describe_run(run_dir) -> str:
+    """Every training command of a run directory (the segments of its provenance.json, which the
+    command line appends to), each as `describe` gives it, joined by '; '."""
+    segments = json.loads((Path(run_dir) / "provenance.json").read_text())["segments"]
+    return "; ".join(describe(segment) for segment in segments)

@@ -5,7 +5,8 @@ import pytest
 from asyncrl_lab.book.analysis import (actor_batches, autocorrelation, collect_streams,
                                        effective_sample_size, replay_batches)
 from asyncrl_lab import figstyle
-from asyncrl_lab.book.experiments import (budget, methods_summary, quick_mode, solve_summary,
+from asyncrl_lab.book.experiments import (budget, methods_summary, quick_mode, score_at,
+                                          solve_summary,
                                           steady_rate)
 from asyncrl_lab.book.plots import plot_seed_curves, plot_steps_and_time
 from asyncrl_lab.config import A3CConfig
@@ -98,6 +99,14 @@ def test_solve_summary_counts_the_runs_that_reached_the_threshold():
                        "median_final": 10.0}
     nobody = solve_summary([never], threshold=6.0, window=1)
     assert nobody["solved"] == 0 and nobody["median_steps"] is None
+
+
+def test_score_at_a_step_or_a_second_reads_the_episodes_ended_by_then():
+    run = fake_run([(0, 100 * k, 0.5 * k, 10.0 * k, 1) for k in range(1, 5)])  # 10, 20, 30, 40
+    assert score_at(run, 250, window=2) == 15.0  # the episodes ended at 100 and 200
+    assert score_at(run, 1.0, x="wall_time", window=3) == 15.0
+    assert np.isnan(score_at(run, 99))
+    assert score_at(run, 10_000, window=2) == 35.0  # ended before: keeps its last score
 
 
 def test_the_two_panel_figure_is_steps_then_time():

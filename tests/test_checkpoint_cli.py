@@ -12,6 +12,7 @@ import torch
 
 import asyncrl_lab as lab
 from asyncrl_lab.nets import QNetwork
+from asyncrl_lab.provenance import describe, describe_run
 
 from helpers import ROOT, children_of, subprocess_env
 
@@ -108,6 +109,18 @@ def test_cli_records_the_provenance_of_each_segment_of_a_resumed_run(tmp_path):
     # taken as training started (the commit and tree it started from), not when it ended
     started = datetime.datetime.fromisoformat(segments[1]["date"]).timestamp()
     assert started <= (out / "checkpoint.pt").stat().st_mtime - segments[1]["wall_time"] + 1
+    # the line under a figure: every segment, plain text (a glued value shows markup as it is)
+    line = describe_run(out)
+    assert line.count("; ") == 1 and "`" not in line
+    assert line.endswith(f"train --resume {out} --steps 6000 --no-progress")
+
+
+def test_a_records_note_is_said_after_its_command():
+    record = {"commit": "0123456789abcdef", "dirty": False, "date": "2026-12-07T15:49:20+00:00",
+              "cores": 2, "cpu": "AMD EPYC", "wall_time": 90.0, "command": "python -m x"}
+    assert describe(record) == ("commit 0123456789, 2026-12-07, 2 cores (AMD EPYC), 1.5 min: "
+                                "python -m x")
+    assert describe({**record, "note": "shared with tests"}).endswith("python -m x (shared with tests)")
 
 
 def test_cli_trains_a_value_method_and_stops_at_a_return(tmp_path):

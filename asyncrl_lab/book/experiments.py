@@ -93,6 +93,16 @@ def threads_vs_processes(n: int, env_id: str = "CartPole-v1", steps: int = 50_00
     return rates
 
 
+def score_at(run, at: float, x: str = "global_step", window: int = 100) -> float:
+    """The mean return of the last `window` episodes among those that ended by `at` (env steps,
+    or seconds with x="wall_time"; fewer at the start); nan before the first episode ends. A run
+    that ended before `at` keeps its last score."""
+    ended = np.flatnonzero(getattr(run.history, x) <= at)
+    if len(ended) == 0:
+        return float("nan")
+    return float(run.history.rolling_mean(window)[ended[-1]])
+
+
 def solve_summary(runs, threshold: float = 475.0, window: int = 100) -> dict:
     """How many runs reached a rolling mean of `threshold`, and the medians of the global steps
     and seconds they needed (None where no run did): the numbers a chapter glues."""

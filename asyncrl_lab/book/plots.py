@@ -29,7 +29,8 @@ def plot_seed_curves(runs_by_label: dict, *, x: str = "global_step", window: int
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns before any episode
             median = np.nanmedian(curves, axis=0)
-        ax.plot(grid[every], median[every], color=f"C{i}", label=f"{label} ({len(runs)} seeds)")
+        seeds = f"{len(runs)} seed{'s' * (len(runs) != 1)}"
+        ax.plot(grid[every], median[every], color=f"C{i}", label=f"{label} ({seeds})")
         ax.fill_between(grid[every], curves.min(axis=0, where=every, initial=np.inf)[every],
                         curves.max(axis=0, where=every, initial=-np.inf)[every],
                         color=f"C{i}", alpha=0.2, lw=0)
