@@ -1,5 +1,5 @@
-"""The claims chapter's measurements on hand-made runs: scores at a step or second, time to a
-score, Table 2's ratios, and rliable's aggregates against a brute-force interquartile mean."""
+"""The claims chapter's measurements on hand-made runs: final scores, the time to a score,
+Table 2's ratios, and rliable's aggregates against a brute-force interquartile mean."""
 import math
 from types import SimpleNamespace
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from asyncrl_lab.book import claims
+from asyncrl_lab.book.experiments import solve_summary
 from asyncrl_lab.history import History
 
 
@@ -27,34 +28,28 @@ def test_final_score_is_the_mean_of_the_last_window_and_nan_when_diverged():
     assert math.isnan(claims.final_score(fake_run([])))
 
 
-def test_score_at_a_step_or_a_second_reads_the_episodes_ended_by_then():
-    run = fake_run([10, 20, 30, 40])  # steps 100..400, seconds 0.5..2.0
-    assert claims.score_at(run, 250, window=2) == 15.0  # episodes at 100 and 200
-    assert claims.score_at(run, 1.0, x="wall_time", window=3) == 15.0
-    assert math.isnan(claims.score_at(run, 99))
-    assert claims.score_at(run, 10_000, window=2) == 35.0  # ended before: keeps its last score
-
-
-def test_time_to_score_takes_the_medians_over_the_runs_that_reached_it():
+def test_the_time_to_a_score_is_the_median_over_the_runs_that_reached_it():
     fast = fake_run([0, 10, 10, 10])  # window 2 reaches 10 at the third episode: step 300
     slow = fake_run([0, 0, 0, 10, 10], steps=np.arange(1, 6) * 200, seconds=np.arange(1, 6) * 2.0)
     never = fake_run([0, 0, 0])
     hits = [r.history.first_reaching(10, 2) for r in (fast, slow)]
     assert hits == [(300, 1.5), (1000, 10.0)]
-    steps, seconds, reached = claims.time_to_score([fast, slow, never], 10, window=2)
-    assert (steps, seconds, reached) == (650.0, 5.75, 2)
-    assert claims.time_to_score([never], 10, window=2) == (None, None, 0)
+    row = solve_summary([fast, slow, never], 10, window=2)
+    assert (row["median_steps"], row["median_seconds"], row["solved"]) == (650.0, 5.75, 2)
+    row = solve_summary([never], 10, window=2)
+    assert (row["median_steps"], row["median_seconds"], row["solved"]) == (None, None, 0)
 
 
 def test_speedups_are_one_workers_medians_over_k_workers(monkeypatch):
-    monkeypatch.setattr(claims, "time_to_score", lambda runs, score: runs[0])
-    runs = {"A3C, 1 worker": [(1000.0, 20.0, 3)], "A3C, 2 workers": [(800.0, 8.0, 3)],
-            "A3C, 4 workers": [(None, None, 0)]}
+    monkeypatch.setattr(claims, "solve_summary", lambda runs, score: runs[0])
+    runs = {"A3C, 1 worker": [dict(median_steps=1000.0, median_seconds=20.0, solved=3, runs=1)],
+            "A3C, 2 workers": [dict(median_steps=800.0, median_seconds=8.0, solved=3, runs=1)],
+            "A3C, 4 workers": [dict(median_steps=None, median_seconds=None, solved=0, runs=1)]}
     table = claims.speedups(runs, ["A3C"], (1, 2, 4), score=195)["A3C"]
     assert table[1]["speedup"] == 1.0 and table[1]["data_efficiency"] == 1.0
     assert table[2]["speedup"] == 2.5 and table[2]["data_efficiency"] == 1.25
-    assert table[2]["reached"] == 3 and table[2]["runs"] == 1
-    assert math.isnan(table[4]["speedup"]) and table[4]["reached"] == 0
+    assert table[2]["solved"] == 3 and table[2]["runs"] == 1
+    assert math.isnan(table[4]["speedup"]) and table[4]["solved"] == 0
 
 
 def test_share_reaching_counts_a_diverged_run_as_not_reaching():

@@ -2,9 +2,9 @@
 
 A run's score is its training return, the mean of its last 100 episodes (the rolling mean every
 study stops on), read at the end of the run (`final_score`) or at a given env step or second
-(`score_at`). Table 2's speed-up is the paper's definition: the wall time one worker needs to reach
-a fixed score over the time k workers need; its data-efficiency side is the same ratio of env
-steps. Aggregates over seeds come from rliable (Agarwal et al. 2021): the interquartile mean with
+(`experiments.score_at`); the time to a score is `experiments.solve_summary`'s. Table 2's
+speed-up is the paper's definition: the wall time one worker needs to reach a fixed score over
+the time k workers need; its data-efficiency side is the same ratio of env steps. Aggregates over seeds come from rliable (Agarwal et al. 2021): the interquartile mean with
 stratified-bootstrap confidence intervals, and performance profiles.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import numpy as np
+
+from .experiments import solve_summary
 
 # Table 2 of Mnih et al. (2016): the training speed-up with 1 to 16 threads, averaged over seven
 # Atari games
@@ -33,43 +35,24 @@ def final_score(run, window: int = 100) -> float:
     return float(returns[-window:].mean())
 
 
-def score_at(run, at: float, x: str = "global_step", window: int = 100) -> float:
-    """The mean of the last `window` returns among the episodes that ended by `at` (env steps,
-    or seconds with x="wall_time"); nan before the first episode ends. A run that ended before
-    `at` keeps its last score: it had finished its budget (or stopped, having reached the score
-    it was asked for)."""
-    ended = np.flatnonzero(getattr(run.history, x) <= at)
-    if len(ended) == 0:
-        return float("nan")
-    return float(run.history.rolling_mean(window)[ended[-1]])
-
-
-def time_to_score(runs, score: float, window: int = 100):
-    """Over a variant's runs: the median (env steps, seconds) at which the mean of `window`
-    returns first reached `score`, over the runs that reached it, and how many did."""
-    hits = [h for h in (r.history.first_reaching(score, window) for r in runs) if h]
-    if not hits:
-        return None, None, 0
-    return float(np.median([h[0] for h in hits])), float(np.median([h[1] for h in hits])), len(hits)
-
-
 def speedups(runs_by_label: dict, methods, workers, score: float, label=None) -> dict:
-    """Table 2 measured: for each method and worker count, the runs that reached `score` of those
-    made, the median steps and seconds, and the ratios to one worker's medians: `speedup` (time,
-    the paper's definition) and `data_efficiency` (env steps; above 1: fewer steps with more
-    workers). `label(method, k)` names a variant (the study's labels by default)."""
+    """Table 2 measured: for each method and worker count, `solve_summary` of its runs at `score`
+    and the ratios of its medians to one worker's: `speedup` (time, the paper's definition) and
+    `data_efficiency` (env steps; above 1: fewer steps with more workers). `label(method, k)`
+    names a variant (the study's labels by default)."""
     label = label or (lambda method, k: f"{method}, {k} worker{'s' * (k > 1)}")
     table = {}
     for method in methods:
-        one = time_to_score(runs_by_label[label(method, 1)], score)
+        one = solve_summary(runs_by_label[label(method, 1)], score)
         table[method] = {}
         for k in workers:
-            runs = runs_by_label[label(method, k)]
-            steps, seconds, reached = time_to_score(runs, score)
+            row = solve_summary(runs_by_label[label(method, k)], score)
+            both = row["solved"] and one["solved"]
             table[method][k] = {
-                "reached": reached, "runs": len(runs), "steps": steps, "seconds": seconds,
-                "speedup": one[1] / seconds if reached and one[2] else float("nan"),
-                "data_efficiency": one[0] / steps if reached and one[2] else float("nan")}
+                **row,
+                "speedup": one["median_seconds"] / row["median_seconds"] if both else float("nan"),
+                "data_efficiency": (one["median_steps"] / row["median_steps"] if both
+                                    else float("nan"))}
     return table
 
 

@@ -384,7 +384,7 @@ def _save(s: Study, variant: Variant, seed: int, run, seconds: float, root: Path
     record = {"study": s.name, "variant": variant.label, "seed": seed,
               "digest": digest(s, variant, seed),
               "provenance": prov.provenance(f"make studies ONLY={s.name}", wall_time=seconds)}
-    if s.evaluate and not run.status == "failed":
+    if s.evaluate and run.status != "failed":
         record["evaluation"] = {"sampled": run.evaluate(s.evaluate),
                                 "greedy": run.evaluate(s.evaluate, greedy=True)}
     # run.json last: a run counts as done only once its history and config are complete
