@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 START_METHODS = ("spawn", "fork", "forkserver")
-OPTIMIZERS = ("rmsprop", "adam")
+OPTIMIZERS = ("rmsprop", "adam", "momentum")
 
 
 class Check(NamedTuple):
@@ -87,6 +87,10 @@ class Config:
     optimizer: str = option("rmsprop", "Optimizer of the shared parameters.", one_of(OPTIMIZERS))
     rmsprop_alpha: float = option(0.99, "RMSProp's decay of its mean of squared gradients.",
                                   number(lambda v: 0.0 < v < 1.0, "in (0, 1)"))
+    momentum: float = option(0.9, "Momentum SGD's decay alpha of its average of gradients, m <- "
+                             "alpha m + (1 - alpha) grad (the paper's form; its value is not given "
+                             "there: 0.9, the usual one).",
+                             number(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
     optimizer_eps: float = option(0.1, "Added to the optimizer's denominator, outside the square "
                                   "root (impl; suits shared RMSProp; use ~1e-8 with adam).", POSITIVE)
     max_grad_norm: float = option(40.0, "Gradients are clipped to this global norm before each "

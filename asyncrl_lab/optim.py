@@ -8,7 +8,11 @@ so every actor-learner's step is scaled by statistics gathered from all of them:
 
 This is torch's form, with eps outside the square root; the paper's TensorFlow-era code used
 sqrt(g + eps). With `share_memory()` not called, every worker keeps its own statistics
-("per-worker RMSProp"), the paper's point of comparison.
+("per-worker RMSProp"), the paper's point of comparison. Its other one is momentum SGD, each
+thread with its own momentum, in the same exponential-average form:
+
+    m <- alpha * m + (1 - alpha) * grad
+    theta <- theta - lr * m
 
 The gradients are passed in explicitly (`step(grads, lr)`) rather than planted in the shared
 parameters' `.grad`: nothing depends on `zero_grad()` semantics, which changed in PyTorch 2.0 and
@@ -101,6 +105,19 @@ class SharedRMSprop(_SharedOptimizer):
         torch._foreach_addcdiv_(self.params, grads, denom, value=-lr)
 
 
+class SharedMomentumSGD(_SharedOptimizer):
+    state_names = ("momentum",)
+
+    def __init__(self, params, lr: float = 7e-4, alpha: float = 0.9, slots: int = 1):
+        super().__init__(params, lr, slots)
+        self.alpha = alpha
+
+    def _update(self, grads, lr):
+        momentum = self.state["momentum"]
+        torch._foreach_lerp_(momentum, grads, 1 - self.alpha)
+        torch._foreach_add_(self.params, momentum, alpha=-lr)
+
+
 class SharedAdam(_SharedOptimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
@@ -128,6 +145,8 @@ def make_optimizer(config, params) -> _SharedOptimizer:
     if config.optimizer == "rmsprop":
         opt = SharedRMSprop(params, lr=config.lr, alpha=config.rmsprop_alpha,
                             eps=config.optimizer_eps, slots=slots)
+    elif config.optimizer == "momentum":
+        opt = SharedMomentumSGD(params, lr=config.lr, alpha=config.momentum, slots=slots)
     else:
         opt = SharedAdam(params, lr=config.lr, eps=config.optimizer_eps, slots=slots)
     shared = getattr(config, "shared_optimizer_stats", False)  # A2C has one learner: nothing to share

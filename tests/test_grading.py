@@ -26,8 +26,8 @@ import helpers
 from asyncrl_lab.__main__ import main
 from asyncrl_lab.book.analysis import autocorrelation
 from asyncrl_lab.book.checks import (CHECK_MIME, CHECKS, CheckFailed, check_actor_critic_loss,
-                                check_autocorrelation, check_batched_returns, check_learns,
-                                check_lstm_unroll,
+                                check_autocorrelation, check_batched_returns, check_iqm,
+                                check_learns, check_lstm_unroll,
                                 check_n_step_returns, check_q_learning_target,
                                 check_retrace_targets, check_rmsprop_step, check_sarsa_target)
 from asyncrl_lab.book.grading import SUBMISSION, grade, grade_notebook, read_results
@@ -66,7 +66,15 @@ def lstm_step_by_step(model, obs, state, resets):
     return torch.stack(logits), torch.stack(values), (h, c)
 
 
-RIGHT = {check_lstm_unroll: lstm_step_by_step, check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
+def iqm_by_sorting(scores):
+    """The middle half of the sorted scores, a quarter of the count (rounded down) cut at each
+    end, as scipy's trim_mean does."""
+    x = np.sort(scores)
+    cut = len(x) // 4
+    return x[cut:len(x) - cut].mean()
+
+
+RIGHT = {check_iqm: iqm_by_sorting, check_lstm_unroll: lstm_step_by_step, check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
          check_autocorrelation: autocorrelation, check_rmsprop_step: rmsprop_from_the_equation,
          check_q_learning_target: q_learning_target, check_sarsa_target: sarsa_target,
          check_batched_returns: batched_n_step_returns, check_retrace_targets: retrace_targets}
@@ -207,6 +215,14 @@ def test_retrace_without_truncation_fails():
         return retrace_targets(rewards, q_taken, values, np.ones(len(rewards)), bootstrap, gamma)
     message = str(failure(check_retrace_targets, untruncated))
     assert "truncated_rhos=[1.0, 0.5]" in message and "targets: expected" in message
+
+
+def test_an_iqm_that_interpolates_the_quartiles_or_keeps_every_run_fails():
+    def interpolated(scores):  # numpy's quartiles interpolate: not a mean of whole runs
+        lo, hi = np.percentile(scores, [25, 75])
+        return np.clip(scores, lo, hi).mean()
+    assert "5 runs: a quarter of 5" in str(failure(check_iqm, interpolated))
+    assert "iqm: expected 5.5" in str(failure(check_iqm, np.mean))
 
 
 def test_a_check_changes_nothing_it_was_given_to_the_next_case():

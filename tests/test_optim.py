@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from asyncrl_lab.config import A3CConfig
-from asyncrl_lab.optim import SharedAdam, SharedRMSprop
+from asyncrl_lab.optim import SharedAdam, SharedMomentumSGD, SharedRMSprop, make_optimizer
 from asyncrl_lab.parallel import WorkerContext
 
 
@@ -41,6 +41,36 @@ def test_shared_optimizer_equals_torchs(ours_cls, ref_cls, kwargs):
         ref_opt.step()
     for p, q in zip(ours.parameters(), ref.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_momentum_sgd_by_hand_and_without_momentum_torchs_sgd():
+    theta = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = SharedMomentumSGD([theta], lr=0.5, alpha=0.9)
+    opt.step([torch.tensor([2.0])])  # m = 0.1 * 2 = 0.2, theta = 1 - 0.5 * 0.2
+    torch.testing.assert_close(theta.data, torch.tensor([0.9]))
+    opt.step([torch.tensor([-1.0])])  # m = 0.9 * 0.2 + 0.1 * -1 = 0.08, theta = 0.9 - 0.04
+    torch.testing.assert_close(theta.data, torch.tensor([0.86]))
+    ours, ref = _pair()
+    opt = SharedMomentumSGD(ours.parameters(), lr=0.01, alpha=0.0)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.01)
+    for k in range(3):
+        grads = _grads(ours, k)
+        opt.step(grads)
+        for p, g in zip(ref.parameters(), grads):
+            p.grad = g.clone()
+        ref_opt.step()
+    for p, q in zip(ours.parameters(), ref.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_the_config_names_the_optimizer_and_whether_its_statistics_are_shared():
+    model = torch.nn.Linear(3, 2)
+    opt = make_optimizer(A3CConfig(optimizer="momentum", momentum=0.5, workers=3), model.parameters())
+    assert isinstance(opt, SharedMomentumSGD) and opt.alpha == 0.5
+    assert all(t.is_shared() for t in opt.state["momentum"])
+    opt = make_optimizer(A3CConfig(optimizer="momentum", shared_optimizer_stats=False),
+                         model.parameters())
+    assert not any(t.is_shared() for t in opt.state["momentum"])
 
 
 def test_share_memory_puts_statistics_in_shared_memory_and_reset_makes_them_private():

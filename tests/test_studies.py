@@ -3,6 +3,7 @@ depends on changed."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 import asyncrl_lab.book.studies as studies
@@ -116,3 +117,44 @@ def test_an_unknown_study_is_named_with_the_known_ones(tiny_studies):
     with pytest.raises(ValueError, match=r"unknown study 'nope'; defined: \['tiny_a3c', 'tiny_nstep'\]"):
         load_study("nope")
     assert studies.main(["nope"]) == 1
+
+
+def _failing_train(real, cause):
+    """train, whose run then fails as a worker raising `cause` would make it fail."""
+    from asyncrl_lab.parallel import WorkerError
+
+    def train(algo, seed, **kw):
+        run = real(algo, seed=seed, **kw)
+        run.status = "failed"
+        err = WorkerError("worker 0 raised an exception; the other workers were stopped.", 0,
+                          f"Traceback (most recent call last):\n{cause}: at global step 300")
+        err.run = run
+        raise err
+    return train
+
+
+def test_a_diverged_run_is_kept_as_a_result_and_any_other_failure_stops_the_study(
+        tiny_studies, monkeypatch):
+    import asyncrl_lab.training as training
+    from asyncrl_lab.book.claims import final_score
+    from asyncrl_lab.parallel import WorkerError
+
+    seed_1 = tiny_studies / "tiny_nstep" / "n_step_q" / "seed_1" / "run.json"
+    real = training.train
+    seed_1.unlink()
+    monkeypatch.setattr(training, "train", _failing_train(real, "ZeroDivisionError"))
+    with pytest.raises(WorkerError, match="worker 0 raised"):
+        run_study("tiny_nstep", root=tiny_studies, progress=False)
+    assert not seed_1.exists() and load_study("tiny_nstep", root=tiny_studies).status == "incomplete"
+    monkeypatch.setattr(training, "train", _failing_train(real, "FloatingPointError"))
+    result = run_study("tiny_nstep", root=tiny_studies, progress=False)
+    assert result.status == "current"
+    kept, diverged = result.runs["n-step Q"]
+    assert not kept.diverged and diverged.diverged and diverged.status == "failed"
+    assert len(diverged.history) > 0 and np.isnan(final_score(diverged))
+
+
+def test_every_variant_of_a_study_has_its_own_folder():
+    for s in studies.STUDIES.values():
+        slugs = [studies._slug(v.label) for v in s.variants]
+        assert len(set(slugs)) == len(slugs), s.name

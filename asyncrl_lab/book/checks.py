@@ -351,6 +351,32 @@ check_retrace_targets = _values_check(
     replayed segment) against `asyncrl_lab.returns.retrace_targets`.""", outputs=("targets",))
 
 
+# --- the claims' aggregate ---------------------------------------------------------------------
+
+def _rliable_iqm(scores):
+    from rliable import metrics
+
+    return metrics.aggregate_iqm(np.asarray(scores, dtype=np.float64))
+
+
+_IQM_CASES = [
+    ("8 runs: the mean of the middle 4", dict(scores=np.array([9.0, 1.0, 4.0, 7.0, 3.0, 8.0, 30.0,
+                                                               2.0]))),
+    ("5 runs: a quarter of 5 is cut down to 1 run at each end", dict(scores=np.array(
+        [500.0, 20.0, 480.0, 475.0, 9.0]))),
+    ("12 runs with ties and one wild run", dict(scores=np.array(
+        [0.5, 0.5, 0.5, 0.9, 0.1, 0.5, 1.0, 0.0, 0.7, 0.5, 0.3, 80.0]))),
+    ("3 runs: none is cut", dict(scores=np.array([0.2, 0.9, 0.4]))),
+    ("20 runs, unsorted", dict(scores=_RNG.uniform(0, 500, size=20).round(1))),
+]
+
+
+check_iqm = _values_check(
+    "iqm", _rliable_iqm, _IQM_CASES,
+    """Check `fn(scores) -> iqm` (one score per run) against rliable's
+    `metrics.aggregate_iqm`.""", outputs=("iqm",), reference_name="rliable.metrics.aggregate_iqm")
+
+
 # --- the actor-critic loss -----------------------------------------------------------------------
 
 # (what it covers, steps k, actions, entropy_beta, value_loss_coef)
@@ -565,6 +591,7 @@ CHECKS = {check.name: check for check in [
     Check(check_batched_returns, "a2c",
           "the returns of a batch of rollouts with episode ends inside"),
     Check(check_retrace_targets, "acer", "the Retrace targets of a replayed segment"),
+    Check(check_iqm, "claims", "the interquartile mean of runs' scores, as rliable computes it"),
 ]}
 """Every check by name, in the book's order; the grader finds a notebook's calls through it."""
 

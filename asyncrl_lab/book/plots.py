@@ -1,4 +1,4 @@
-"""The book's figures of several runs: seeds, workers, speed-ups, staleness."""
+"""The book's figures of several runs: seeds, workers, speed-ups, staleness, aggregates."""
 from __future__ import annotations
 
 import warnings
@@ -121,3 +121,85 @@ def plot_steps_and_time(runs_by_label: dict, *, threshold: float | None = None, 
     fig.tight_layout()
     figstyle.legend_above(fig, title=title or None)
     return fig
+
+
+def plot_speedup_curves(table: dict, paper: dict, *, key: str = "speedup", ax=None,
+                        title: str = ""):
+    """Table 2 as curves: for each method the measured ratio to one worker (`key`: "speedup", of
+    wall time, or "data_efficiency", of env steps) against the workers (solid), and the paper's
+    speed-ups at the same counts (dashed, the same colour). The legend is the caller's (one for
+    two panels: `figstyle.legend_above(fig)`)."""
+    if ax is None:
+        _, ax = figstyle.figure()
+    for i, (method, by_workers) in enumerate(table.items()):
+        workers = sorted(by_workers)
+        ax.plot(workers, [by_workers[k][key] for k in workers], "o-", color=f"C{i}", label=method)
+        if key == "speedup" and method in paper:
+            ax.plot(workers, [paper[method].get(k, np.nan) for k in workers], "--", color=f"C{i}",
+                    lw=1)
+    workers = sorted({k for by_workers in table.values() for k in by_workers})
+    ax.plot(workers, workers if key == "speedup" else np.ones(len(workers)), ":", color="k", lw=0.8,
+            label="linear" if key == "speedup" else "as many steps as 1 worker")
+    ax.set_xticks(workers)
+    ax.set_xlabel("workers")
+    ax.set_ylabel({"speedup": "time speed-up (1 worker / k)",
+                   "data_efficiency": "env steps, 1 worker / k"}[key])
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_lr_scatter(points_by_label: dict, *, threshold: float | None = None, ax=None,
+                    title: str = ""):
+    """The paper's Figure 2: each run's final score against its learning rate (log axis), one
+    colour per method; a run that diverged is a cross at the foot of the axis. The legend is the
+    caller's."""
+    if ax is None:
+        _, ax = figstyle.figure()
+    for i, (label, points) in enumerate(points_by_label.items()):
+        lrs, scores = np.asarray(points, dtype=np.float64).reshape(-1, 2).T
+        ok = np.isfinite(scores)
+        ax.scatter(lrs[ok], scores[ok], s=12, alpha=0.7, color=f"C{i}", label=label)
+        if (~ok).any():
+            ax.scatter(lrs[~ok], np.zeros((~ok).sum()), marker="x", s=20, color=f"C{i}",
+                       label=f"{label}: diverged ({(~ok).sum()})")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("final score (mean of the last 100 episodes)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_intervals(intervals: dict, *, ax=None, xlabel: str = "", title: str = ""):
+    """One row per label: a point estimate with its confidence interval, as rliable draws its
+    aggregate metrics ({label: (estimate, lower, upper)})."""
+    if ax is None:
+        _, ax = figstyle.figure()
+    labels = list(intervals)
+    for i, label in enumerate(labels):
+        estimate, lower, upper = intervals[label]
+        ax.plot([lower, upper], [i, i], lw=6, alpha=0.4, color=f"C{i}", solid_capstyle="butt")
+        ax.plot([estimate], [i], "|", ms=14, mew=2, color=f"C{i}")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.grid(False, axis="y")
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_profiles(profiles: dict, taus, *, ax=None, xlabel: str = "", title: str = ""):
+    """rliable's performance profiles: the fraction of runs scoring above tau, against tau, with
+    the bootstrap band ({label: (profile, lower, upper)})."""
+    if ax is None:
+        _, ax = figstyle.figure()
+    for i, (label, (profile, lower, upper)) in enumerate(profiles.items()):
+        ax.plot(taus, profile, color=f"C{i}", label=label)
+        ax.fill_between(taus, lower, upper, color=f"C{i}", alpha=0.15, lw=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_ylim(-0.02, 1.02)
+    figstyle.legend_above(ax, ncols=3, title=title)
+    return ax

@@ -21,6 +21,9 @@ stale; a change to shared machinery makes every study stale. A study is "current
 is there with the digest of today's code, "stale" when some run's digest differs, "incomplete"
 when some run is missing, "missing" when none is there. `run_study` re-runs exactly the runs
 that are missing or stale.
+
+A run whose loss becomes non-finite (a learning rate too high diverges) is kept as the result of
+its settings, with status "failed" (`StudyRun.diverged`); any other failure stops the study.
 """
 from __future__ import annotations
 
@@ -91,6 +94,16 @@ _RMSPROP_LRS = tuple(float(f"{lr:.3g}") for lr in np.sort(np.exp(
 # Every method of the book on CartPole, each from its tuned preset: the summary's one study
 _METHODS = {"one-step Q": "one_step_q", "one-step Sarsa": "one_step_sarsa", "n-step Q": "n_step_q",
             "A3C": "a3c", "A2C": "a2c", "ACER": "acer"}
+# The paper's claims, measured (chapter "claims"). Figure 2's learning rates: 50 drawn from
+# LogUniform(1e-4, 1e-2), as the paper draws them, rounded to 4 digits so that labels name them
+CLAIM_LRS = tuple(float(f"{lr:.4g}") for lr in np.sort(np.exp(
+    np.random.default_rng(2016).uniform(np.log(1e-4), np.log(1e-2), size=50))))
+# Table 2's score: a mean training return of 195 over 100 episodes (CartPole-v0's old threshold),
+# reached by every method's preset with 1 or 2 workers within the budget
+SPEEDUP_SCORE = 195
+SPEEDUP_WORKERS = (1, 2, 4)
+# Every method on one harness: each preset, A3C's also with 128 LSTM cells, the same budget
+_SEVEN = dict(_METHODS, **{"A3C LSTM": "a3c"})
 _PAPER_DRAW = dict(final_epsilons=(0.1, 0.01, 0.5), final_epsilon_probs=(0.4, 0.3, 0.3))
 
 
@@ -146,6 +159,26 @@ STUDIES = {study.name: study for study in [
     Study("four_methods_one_worker", "n_step_q",
           tuple(_cartpole(label, algo, 150_000, workers=1) for label, algo in _FOUR.items()),
           seeds=(0, 1, 2), options=dict(stop_at_return=150)),
+    Study("claims_speedup", "claims",
+          tuple(_cartpole(f"{label}, {w} worker{'s' * (w > 1)}", algo, 300_000, workers=w)
+                for label, algo in _FOUR.items() for w in SPEEDUP_WORKERS),
+          seeds=tuple(range(5)), options=dict(stop_at_return=SPEEDUP_SCORE)),
+    Study("claims_learning_rates", "claims",
+          tuple(_cartpole(f"{label}, lr {lr:g}", algo, steps, lr=lr)
+                for label, algo, steps in (("A3C", "a3c", 150_000),
+                                           ("n-step Q", "n_step_q", 200_000))
+                for lr in CLAIM_LRS), seeds=(0, 1)),
+    # shared RMSProp is claims_learning_rates' A3C: the same runs
+    Study("claims_optimizers", "claims",
+          tuple(_cartpole(f"{name}, lr {lr:g}", "a3c", 150_000, lr=lr, shared_optimizer_stats=False,
+                          **settings)
+                for name, settings in (("per-worker RMSProp", {}),
+                                       ("momentum SGD", dict(optimizer="momentum")))
+                for lr in CLAIM_LRS), seeds=(0, 1)),
+    Study("claims_methods", "claims",
+          tuple(Variant(label, algo, dict(env="CartPole-v1", total_steps=300_000,
+                                          **({"lstm_cells": 128} if "LSTM" in label else {})))
+                for label, algo in _SEVEN.items()), seeds=tuple(range(5))),
 ]}
 
 
@@ -232,6 +265,11 @@ class StudyRun:
     wall_time: float
     record: dict  # the digest, the provenance and the evaluation it was made with
 
+    @property
+    def diverged(self) -> bool:
+        """The loss became non-finite: the only failure a study keeps as a result."""
+        return self.status == "failed"
+
     def plot(self, window: int = 100):
         from ..curves import plot_learning_curves
 
@@ -311,6 +349,7 @@ def run_study(name: str, *, root: Path = RESULTS, progress: bool = True) -> Stud
     next time); Ctrl-C stops the study there, keeping the runs already saved."""
     from tqdm.auto import tqdm
 
+    from ..parallel import WorkerError
     from ..training import train
 
     s = study(name)
@@ -321,7 +360,13 @@ def run_study(name: str, *, root: Path = RESULTS, progress: bool = True) -> Stud
         for variant, seed in needed:
             bar.set_postfix_str(f"{variant.label}, seed {seed}")
             t0 = time.time()
-            run = train(variant.algo, seed=seed, progress=False, **{**s.options, **variant.settings})
+            try:
+                run = train(variant.algo, seed=seed, progress=False,
+                            **{**s.options, **variant.settings})
+            except WorkerError as err:
+                if "FloatingPointError" not in str(err.traceback):
+                    raise
+                run = err.run  # diverged: an outcome of its settings, kept as the result it is
             if run.status == "interrupted":  # Ctrl-C: the study stops, the saved runs stay
                 raise KeyboardInterrupt
             _save(s, variant, seed, run, time.time() - t0, root)
@@ -339,7 +384,7 @@ def _save(s: Study, variant: Variant, seed: int, run, seconds: float, root: Path
     record = {"study": s.name, "variant": variant.label, "seed": seed,
               "digest": digest(s, variant, seed),
               "provenance": prov.provenance(f"make studies ONLY={s.name}", wall_time=seconds)}
-    if s.evaluate:
+    if s.evaluate and run.status != "failed":
         record["evaluation"] = {"sampled": run.evaluate(s.evaluate),
                                 "greedy": run.evaluate(s.evaluate, greedy=True)}
     # run.json last: a run counts as done only once its history and config are complete
