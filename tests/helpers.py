@@ -377,3 +377,48 @@ def book_pages(back_matter: bool = True) -> list[str]:
 
     from asyncrl_lab.book.student import book_pages as pages  # not on a worker's import path
     return pages(Path(ROOT), back_matter)
+
+
+def train_on_ray(algo: str, *, env: str = "CartPole-v1", stop_at_return=None, address="",
+                 **options):
+    """What `train` does for a run, with the workers on Ray (`ray_backend.run_workers_ray`):
+    the tuned preset's config, the shared state built from the seed, the Run at the end."""
+    from asyncrl_lab import algos
+    from asyncrl_lab.envs import env_spaces
+    from asyncrl_lab.presets import preset_settings
+    from asyncrl_lab.ray_backend import run_workers_ray
+    from asyncrl_lab.training import _StopAtReturn, _to_run
+
+    config = algos.config_for(algo).from_dict(
+        {**preset_settings(algo, env, "tuned"), "env": env, **options})
+    module = algos.ALGORITHMS[algo]
+    torch.manual_seed(config.seed)
+    shared = module.build_shared(config, *env_spaces(config.env))
+    outcome = run_workers_ray(module.worker, config, shared, address=address,
+                              stop_when=_StopAtReturn(stop_at_return))
+    return _to_run(algo, config, shared, outcome)
+
+
+def announced_a3c_worker(ctx):
+    """A3C's worker, which first leaves a file named after its rank holding its pid in
+    $ASYNCRL_STEPPING_DIR: a test can then kill the actor of a known rank."""
+    from asyncrl_lab.algos import a3c
+
+    with open(os.path.join(os.environ["ASYNCRL_STEPPING_DIR"], f"rank{ctx.rank}"), "w") as f:
+        f.write(str(os.getpid()))
+    a3c.worker(ctx)
+
+
+RAY_SESSION_VAR = "ASYNCRL_RAY_SESSION"
+
+
+def ray_processes() -> list:
+    """Live processes of a local Ray started by asyncrl_lab (marked in their environment)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and RAY_SESSION_VAR in proc.environ():
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
