@@ -17,7 +17,8 @@ global steps and when training ends, however it ends (finished, interrupted, fai
 appends the command's provenance (steps made, wall time, commit, versions, machine) to
 provenance.json there.
 `--resume` continues a saved run: its global step, learning-rate schedule, optimizer statistics
-and history (only --steps and --workers, for A2C --n-envs, may change).
+and history (only --steps, --workers, --backend and --ray-address, for A2C --n-envs, may
+change).
 `grade` runs each submission notebook (or each .ipynb in a folder) in its own kernel, contained
 (asyncrl_lab/grading.py says how), and prints what the book's checks found; exit status 0 when
 every check of every submission passed, 1 otherwise, 2 for bad input.

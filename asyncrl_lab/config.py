@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 START_METHODS = ("spawn", "fork", "forkserver")
+BACKENDS = ("processes", "ray")
 OPTIMIZERS = ("rmsprop", "adam", "momentum")
 
 
@@ -51,6 +52,8 @@ SIZES = Check(lambda v: isinstance(v, tuple) and len(v) > 0 and all(_is_int(h) a
               "a non-empty tuple of positive integers")
 PROBABILITIES = Check(lambda v: isinstance(v, tuple) and len(v) > 0 and all(
     _is_number(p) and 0.0 <= p <= 1.0 for p in v), "a non-empty tuple of numbers in [0, 1]")
+ADDRESS = Check(lambda v: isinstance(v, str) and (v == "" or ":" in v),
+                "empty or a running Ray cluster's 'HOST:PORT'")
 ENV_ID = Check(lambda v: isinstance(v, str) and v != "",
                "a Gymnasium environment id such as 'CartPole-v1'")
 
@@ -146,6 +149,17 @@ class AsyncConfig(Config):
     start_method: str = option("forkserver", "How worker processes start (multiprocessing); "
                                "forkserver imports torch once per session, spawn once per worker.",
                                one_of(START_METHODS))
+    backend: str = option("processes", "Where the workers run: 'processes' on this machine, "
+                          "sharing memory; 'ray': Ray actors and a parameter server, on a cluster "
+                          "or a local Ray.", one_of(BACKENDS))
+    ray_address: str = option("", "With backend 'ray': a running cluster's HOST:PORT; empty "
+                              "starts a local Ray for the run with `workers` CPUs.", ADDRESS)
+
+    def _check(self):
+        super()._check()
+        if self.ray_address and self.backend != "ray":
+            raise ValueError(f"ray_address={self.ray_address!r} needs backend='ray' (the "
+                             f"backend is {self.backend!r})")
 
 
 def _entropy_beta():

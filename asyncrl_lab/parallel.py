@@ -83,6 +83,9 @@ class Outcome:
     status: str = "running"  # then "finished", "interrupted", "terminated" or "failed"
     message: str = ""
     ready: set = field(default_factory=set)  # workers that finished starting up
+    # Brings the caller's shared objects up to date where the workers' copy lives elsewhere (a Ray
+    # parameter server); None where they are the workers' own (shared memory).
+    refresh_shared: object = field(default=None, repr=False)
 
     def add_staleness(self, counts):
         counts = np.asarray(counts, dtype=np.int64)

@@ -54,6 +54,7 @@ from .parallel import (Outcome, WorkerDied, WorkerError, _Sampler,
                        _SigtermStopsTheRun, _stopped, worker_seeds)
 
 _POLL_S = 0.2  # how often the driver asks the server for news (progress, early stop)
+_NETWORKS_EVERY_S = 10.0  # how often worker 0 sends its target or average network
 _GRACE_S = 5.0  # how long workers get to stop on their own before their actors are killed
 _SESSION_VAR = "ASYNCRL_RAY_SESSION"  # marks the processes of a local Ray started here
 # The local clusters' auth token: one per process, since Ray reads it once and keeps it.
@@ -138,6 +139,7 @@ class ParameterServer:
                                .reset_statistics() for _ in range(config.workers)]
         self.global_step, self.updates, self.stopping = start_step, 0, False
         self.read_at = {}  # rank -> updates applied when the worker last read theta
+        self.networks = {}  # worker 0's other networks (target, average), as it last sent them
         self.news = self._no_news()
 
     @staticmethod
@@ -155,7 +157,7 @@ class ParameterServer:
 
     @torch.no_grad()
     def push(self, rank: int, grads: np.ndarray | None, lr: float, steps: int, episodes: list,
-             diagnostics: list, moments: Moments | None) -> _Reply:
+             diagnostics: list, moments: Moments | None, networks: dict | None) -> _Reply:
         """One worker's exchange: its gradient (None when it only reports), applied now."""
         if grads is not None:
             grads = [g.view_as(p) for g, p in zip(
@@ -167,6 +169,8 @@ class ParameterServer:
             self.updates += 1
         if moments is not None and moments.count:
             _set_moments(self.norm, merge_moments(_moments_of(self.norm), moments))
+        if networks is not None:
+            self.networks = networks
         self.global_step += steps
         self.news["episodes"] += episodes
         self.news["diagnostics"] += diagnostics
@@ -179,10 +183,11 @@ class ParameterServer:
     def stop(self):
         self.stopping = True
 
-    def state(self) -> tuple[dict, dict]:
-        """theta's state dict and the optimizer's (the shared one's; untouched with per-worker
-        statistics, as the shared-memory runtime leaves the parent's)."""
-        return self.shared["model"].state_dict(), self.shared["optimizer"].state_dict()
+    def state(self) -> tuple[dict, dict, dict]:
+        """theta's state dict, the optimizer's (the shared one's; untouched with per-worker
+        statistics, as the shared-memory runtime leaves the parent's) and worker 0's networks."""
+        return (self.shared["model"].state_dict(), self.shared["optimizer"].state_dict(),
+                self.networks)
 
 
 # ------------------------------------------------------------------------------ a worker's view
@@ -203,6 +208,7 @@ class RayWorkerContext:
         self._norm = _normalizer(self.model)
         self._local = (None, [], [])
         self._steps = 0  # taken since the last exchange
+        self._networks_sent = time.time()
         self._episodes, self._diagnostics = [], _Sampler(rank, t0)
         self._receive(ray.get(server.join.remote(rank)))
 
@@ -248,19 +254,24 @@ class RayWorkerContext:
         self._exchange(_flat([p.grad for p in params]), lr)
         return norm
 
-    def _exchange(self, grads, lr):
+    def _exchange(self, grads, lr, last=False):
         moments = None
         if self._norm is not None:
             moments = moments_since(self._moments, _moments_of(self._norm))
-        diagnostics = self._diagnostics.take()
+        networks = None  # worker 0's target or average network, for checkpoints
+        if self.rank == 0 and (last or time.time() - self._networks_sent > _NETWORKS_EVERY_S):
+            networks = {name: module.state_dict() for name, module in self.shared.items()
+                        if name != "model" and isinstance(module, torch.nn.Module)}
+            self._networks_sent = time.time()
         reply = self._ray.get(self._server.push.remote(
-            self.rank, grads, lr, self._steps, self._episodes, diagnostics, moments))
+            self.rank, grads, lr, self._steps, self._episodes, self._diagnostics.take(), moments,
+            networks))
         self._steps, self._episodes = 0, []
         self._receive(reply)
 
     def flush(self):
         """Report the steps, episodes and diagnostics not sent yet."""
-        self._exchange(None, 0.0)
+        self._exchange(None, 0.0, last=True)
 
     def diagnose(self, global_step: int, lr: float, grad_norm: torch.Tensor, terms: dict):
         self._diagnostics.offer(global_step, lr, grad_norm, terms)
@@ -278,17 +289,11 @@ class RayWorker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         torch.set_num_threads(1)
 
-    def run(self, worker_fn, rank, seed, config, shared, server, t0) -> dict | None:
-        """Run the worker loop; returns worker 0's networks other than theta (its target or
-        average network), which the run keeps."""
+    def run(self, worker_fn, rank, seed, config, shared, server, t0):
         torch.manual_seed(seed)
         ctx = RayWorkerContext(rank, seed, config, shared, server, t0)
         worker_fn(ctx)
         ctx.flush()
-        if rank:
-            return None
-        return {name: module.state_dict() for name, module in shared.items()
-                if name not in ("model", "optimizer") and isinstance(module, torch.nn.Module)}
 
 
 # ------------------------------------------------------------------------------- the session
@@ -372,11 +377,12 @@ def ray_session(address: str = "", cpus: int = 2):
 # ------------------------------------------------------------------------------- the driver
 
 def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_step: int = 0,
-                    stop_when=None, address: str = "") -> Outcome:
+                    stop_when=None) -> Outcome:
     """`parallel.run_workers` on Ray: `config.workers` actors (one CPU each) and a parameter
-    server, on the cluster at `address`, or on a local Ray started for the run. Same arguments,
-    Outcome, status and errors. At the end `shared` holds the server's theta and optimizer
-    state and worker 0's other networks."""
+    server, on the cluster at `config.ray_address`, or on a local Ray started for the run. Same
+    arguments, Outcome, status and errors. `outcome.refresh_shared()` copies the server's state
+    into `shared` (theta, the optimizer's statistics, worker 0's other networks): `train` calls
+    it before each checkpoint, and it is done once more at the end."""
     import ray
     from ray.exceptions import RayActorError, RayTaskError
 
@@ -387,12 +393,13 @@ def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_ste
     with contextlib.ExitStack() as stack:
         server, refs, actors = None, {}, []
         try:
-            stack.enter_context(ray_session(address, config.workers))
+            stack.enter_context(ray_session(config.ray_address, config.workers))
             # after ray.init, which installs a SIGTERM handler of its own that ends the process
             stack.enter_context(sigterm)
             sigterm.stopping = True  # raised inside Ray's waits, a signal breaks them: polled
             server = ray.remote(ParameterServer).options(num_cpus=0).remote(
                 shared, config, start_step)
+            outcome.refresh_shared = lambda: _pull(server, shared)
             shared_ref = ray.put(shared)
             worker_actor = ray.remote(RayWorker).options(num_cpus=1)
             for rank, seed in enumerate(worker_seeds(config)):
@@ -400,13 +407,13 @@ def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_ste
                 actors.append(actor)
                 refs[actor.run.remote(worker_fn, rank, seed, config, shared_ref, server,
                                       t0)] = rank
-            pending, finished = dict(refs), {}
+            pending = dict(refs)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=_POLL_S)
                 for ref in done:
                     rank = pending.pop(ref)
                     try:
-                        finished[rank] = ray.get(ref)
+                        ray.get(ref)
                     except RayTaskError as err:
                         failure = WorkerError(
                             f"worker {rank} raised an exception; the other workers were stopped."
@@ -429,12 +436,17 @@ def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_ste
         except _TerminatedByPolling:
             _stopped(outcome, "terminated")
         except RayActorError:  # the server died under a poll
-            failure = WorkerDied("the parameter server (a Ray actor) died; the workers were "
-                                 "stopped", -1, "")
+            failure = WorkerDied(_SERVER_DIED, -1, "")
         finally:
+            outcome.refresh_shared = None
             if server is not None:
-                extras = _shutdown(server, refs, actors, outcome, t0)
-                failure = failure or _pull(server, shared, extras)
+                _shutdown(server, refs, actors, outcome, t0)
+                try:
+                    _pull(server, shared)
+                except (RayActorError, ray.exceptions.GetTimeoutError):
+                    failure = failure or WorkerDied(_SERVER_DIED, -1, "")
+                with contextlib.suppress(Exception):
+                    ray.kill(server)
     if sigterm.received and outcome.status == "finished":
         _stopped(outcome, "terminated")
     if failure is not None:
@@ -442,6 +454,10 @@ def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_ste
         failure.outcome = outcome
         raise failure
     return outcome
+
+
+_SERVER_DIED = ("the parameter server (a Ray actor) died: the workers were stopped, and the run "
+                "keeps the parameters it last copied from the server")
 
 
 class _TerminatedByPolling(Exception):
@@ -463,42 +479,25 @@ def _take_news(server, outcome: Outcome, t0: float):
     outcome.wall_time = time.time() - t0
 
 
-def _shutdown(server, refs: dict, actors: list, outcome: Outcome, t0: float) -> dict | None:
-    """Ask the workers to stop, wait for them, kill the ones left; returns worker 0's networks."""
+def _shutdown(server, refs: dict, actors: list, outcome: Outcome, t0: float):
+    """Ask the workers to stop, wait for them to send their last news, kill the ones left."""
     import ray
 
     with contextlib.suppress(Exception):
         ray.get(server.stop.remote(), timeout=_GRACE_S)
-    extras = None
-    with contextlib.suppress(Exception):
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=_GRACE_S)
-        for ref in ready:
-            if refs[ref] == 0:
-                with contextlib.suppress(Exception):
-                    extras = ray.get(ref)
-    with contextlib.suppress(Exception):
+        ray.wait(list(refs), num_returns=len(refs), timeout=_GRACE_S)
         _take_news(server, outcome, t0)
     for actor in actors:
         with contextlib.suppress(Exception):
             ray.kill(actor)
-    return extras
 
 
-def _pull(server, shared: dict, extras: dict | None):
-    """Copy the server's theta and optimizer state into `shared`; a WorkerDied if it is gone."""
+def _pull(server, shared: dict):
+    """Copy the server's theta, optimizer state and worker 0's other networks into `shared`."""
     import ray
-    from ray.exceptions import RayActorError
 
-    try:
-        model_state, optimizer_state = ray.get(server.state.remote(), timeout=30)
-    except (RayActorError, ray.exceptions.GetTimeoutError):
-        return WorkerDied("the parameter server (a Ray actor) died; the run keeps the "
-                          "parameters it started with", -1, "")
-    finally:
-        with contextlib.suppress(Exception):
-            ray.kill(server)
+    model_state, optimizer_state, networks = ray.get(server.state.remote(), timeout=60)
     shared["model"].load_state_dict(model_state)
     shared["optimizer"].load_state_dict(optimizer_state)
-    for name, state in (extras or {}).items():
+    for name, state in networks.items():
         shared[name].load_state_dict(state)
-    return None

@@ -48,7 +48,8 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
 
     `resume`: a directory saved by an earlier run (or a Run). Training continues from its global
     step, learning-rate schedule, optimizer statistics and history, up to `total_steps` (which
-    may be raised); `workers` may change, nothing else. `out` defaults to that directory.
+    may be raised); `workers`, `backend` and `ray_address` may change, nothing else. `out`
+    defaults to that directory.
 
     `tensorboard`: a directory to write the run's episodes and diagnostics into, as they
     arrive, for TensorBoard (`tensorboard --logdir DIR`; names in `tensorboard_log`).
@@ -110,6 +111,8 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
     start_step = previous.global_step if previous is not None else 0
 
     def snapshot(outcome: Outcome) -> Run:
+        if outcome.refresh_shared is not None:
+            outcome.refresh_shared()
         return _to_run(algo, config, shared, outcome, previous)
 
     bar = ProgressBar(config.total_steps, enabled=progress is True, start=start_step)
@@ -130,8 +133,11 @@ def train(algo: str | None = None, env: str | None = None, workers: int | None =
             outcome = run_coordinator(module.coordinator, config, shared, progress=on_progress,
                                       start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
         else:
-            outcome = run_workers(module.worker, config, shared, progress=on_progress,
-                                  start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
+            runner = run_workers
+            if config.backend == "ray":
+                from .ray_backend import run_workers_ray as runner  # imports Ray only when used
+            outcome = runner(module.worker, config, shared, progress=on_progress,
+                             start_step=start_step, stop_when=_StopAtReturn(stop_at_return))
     except WorkerError as err:
         outcome = err.outcome
         err.run = snapshot(err.outcome)
@@ -199,10 +205,10 @@ def _resumed_config(algo, previous: Run, changes: dict):
         raise ValueError(f"cannot resume a {previous.algo!r} run as {algo!r}: the checkpoint "
                          f"was written by {previous.algo!r}")
     changed = {k for k, v in changes.items() if getattr(previous.config, k, None) != v}
-    fixed = sorted(changed - {"total_steps", "workers", "n_envs"})
+    fixed = sorted(changed - {"total_steps", "workers", "n_envs", "backend", "ray_address"})
     if fixed:
-        raise ValueError(f"a resumed run keeps its settings; only total_steps and workers (A2C: "
-                         f"n_envs) may change, not {fixed}")
+        raise ValueError(f"a resumed run keeps its settings; only total_steps, workers, backend "
+                         f"and ray_address (A2C: n_envs) may change, not {fixed}")
     config = type(previous.config).from_dict({**previous.config.to_dict(), **changes})
     if config.total_steps <= previous.global_step:
         raise ValueError(f"the run to resume is already at global step {previous.global_step:,}; "

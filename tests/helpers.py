@@ -379,26 +379,6 @@ def book_pages(back_matter: bool = True) -> list[str]:
     return pages(Path(ROOT), back_matter)
 
 
-def train_on_ray(algo: str, *, env: str = "CartPole-v1", stop_at_return=None, address="",
-                 **options):
-    """What `train` does for a run, with the workers on Ray (`ray_backend.run_workers_ray`):
-    the tuned preset's config, the shared state built from the seed, the Run at the end."""
-    from asyncrl_lab import algos
-    from asyncrl_lab.envs import env_spaces
-    from asyncrl_lab.presets import preset_settings
-    from asyncrl_lab.ray_backend import run_workers_ray
-    from asyncrl_lab.training import _StopAtReturn, _to_run
-
-    config = algos.config_for(algo).from_dict(
-        {**preset_settings(algo, env, "tuned"), "env": env, **options})
-    module = algos.ALGORITHMS[algo]
-    torch.manual_seed(config.seed)
-    shared = module.build_shared(config, *env_spaces(config.env))
-    outcome = run_workers_ray(module.worker, config, shared, address=address,
-                              stop_when=_StopAtReturn(stop_at_return))
-    return _to_run(algo, config, shared, outcome)
-
-
 def announced_a3c_worker(ctx):
     """A3C's worker, which first leaves a file named after its rank holding its pid in
     $ASYNCRL_STEPPING_DIR: a test can then kill the actor of a known rank."""

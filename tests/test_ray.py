@@ -17,13 +17,16 @@ import psutil
 import pytest
 import torch
 
+from asyncrl_lab.algos import acer as ACER
 from asyncrl_lab.config import A3CConfig
+from asyncrl_lab.envs import env_spaces
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import WorkerDied, WorkerError
 from asyncrl_lab.ray_backend import Moments, merge_moments, moments_since, run_workers_ray
 
-from helpers import (announced_a3c_worker, ray_processes, staggered_updates,
-                     subprocess_env, train_on_ray, when)
+import asyncrl_lab as lab
+
+from helpers import announced_a3c_worker, ray_processes, staggered_updates, subprocess_env, when
 
 
 def moments(x) -> Moments:
@@ -73,7 +76,8 @@ def no_ray_left():
 @slow
 def test_a3c_on_ray_learns_cartpole():
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*")))
-    run = train_on_ray("a3c", workers=2, total_steps=300_000, seed=0, stop_at_return=475)
+    run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=300_000, seed=0,
+                    backend="ray", stop_at_return=475, progress=False)
     assert run.history.first_reaching(475) is not None, \
         f"best rolling-100 mean {run.history.rolling_mean(100)[99:].max():.1f}"
     assert set(np.unique(run.history.worker)) == {0, 1}
@@ -88,20 +92,39 @@ def test_a3c_on_ray_learns_cartpole():
 @slow
 def test_one_step_q_on_ray_learns_cartpole():
     """As test_learning's value-method test: a rolling mean of 200 within 200k steps."""
-    run = train_on_ray("one_step_q", workers=2, total_steps=200_000, seed=0, stop_at_return=200)
+    run = lab.train("one_step_q", env="CartPole-v1", workers=2, total_steps=200_000, seed=0,
+                    backend="ray", stop_at_return=200, progress=False)
     assert run.history.first_reaching(200) is not None, \
         f"best rolling-100 mean {run.history.rolling_mean(100)[99:].max():.1f}"
     no_ray_left()
 
 
 @slow
-def test_the_servers_observation_statistics_count_every_step():
+def test_the_servers_observation_statistics_count_every_step_and_a_ray_run_resumes(tmp_path):
     """With obs_norm each worker sends the moments of its new observations; merged on the server
-    they count each observation once, so the count is T."""
-    run = train_on_ray("a3c", workers=2, total_steps=20_000, obs_norm=True, seed=1)
+    they count each observation once, so the count is T, in the checkpoints written during the
+    run (pulled from the server) as at its end. The run then resumes in shared memory."""
+    seen = []
+
+    def counts(outcome):
+        saved = tmp_path / "run" / "checkpoint.pt"
+        if saved.exists() and (not seen or saved.stat().st_mtime != seen[-1][0]):
+            loaded = lab.load(tmp_path / "run")
+            seen.append((saved.stat().st_mtime, int(loaded.model.normalizer.count),
+                         loaded.global_step))
+
+    run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=20_000, obs_norm=True,
+                    seed=1, backend="ray", progress=counts, out=tmp_path / "run",
+                    checkpoint_every=5_000)
     assert run.status == "finished"
     assert int(run.model.normalizer.count) == run.global_step
     assert 0.0 < float(run.model.normalizer.var.min())
+    mid_run = [count for _, count, step in seen if step < 20_000]  # pulled from the server
+    assert mid_run and mid_run[0] > 0 and mid_run == sorted(set(mid_run))
+    resumed = lab.train(resume=tmp_path / "run", total_steps=30_000, backend="processes",
+                        progress=False)
+    assert resumed.status == "finished" and resumed.global_step >= 30_000
+    assert len(resumed.history) > len(run.history)
 
 
 @slow
@@ -137,7 +160,8 @@ def test_the_server_applies_every_gradient_with_shared_or_per_worker_statistics(
 @slow
 def test_a_workers_exception_on_ray_is_reraised_with_its_traceback():
     with pytest.raises(WorkerError) as caught:
-        train_on_ray("a3c", env="helpers:FaultyCartPole-v0", workers=2, total_steps=50_000)
+        lab.train("a3c", env="helpers:FaultyCartPole-v0", workers=2, total_steps=50_000,
+                  backend="ray", progress=False)
     assert "injected fault after 300 steps" in str(caught.value)
     assert caught.value.outcome.status == "failed"
     no_ray_left()
@@ -147,7 +171,6 @@ def test_a_workers_exception_on_ray_is_reraised_with_its_traceback():
 def test_a_killed_actor_is_reported_with_its_rank(stepping_dir):
     config = A3CConfig(env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000)
     from asyncrl_lab.algos import a3c
-    from asyncrl_lab.envs import env_spaces
 
     shared = a3c.build_shared(config, *env_spaces(config.env))
     rank1 = stepping_dir / "rank1"
@@ -160,18 +183,17 @@ def test_a_killed_actor_is_reported_with_its_rank(stepping_dir):
 
 
 DRIVER = textwrap.dedent("""
-    import json, sys
-    from helpers import train_on_ray
+    import sys
+    import asyncrl_lab as lab
     if __name__ == "__main__":
-        run = train_on_ray("a3c", env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000)
-        print(json.dumps({"status": run.status, "episodes": len(run.history),
-                          "step": run.global_step}), flush=True)
+        lab.train("a3c", env="helpers:SlowCartPole-v0", workers=2, total_steps=120_000,
+                  backend="ray", progress=False, out=sys.argv[1])
 """)
 
 
-def _start_driver():
-    return subprocess.Popen([sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True,
-                            env=subprocess_env(), start_new_session=True,
+def _start_driver(out):
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(out)], env=subprocess_env(),
+                            start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
@@ -184,11 +206,12 @@ def _wait_for_steps(path, timeout=120.0):
 
 @slow
 @pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
-def test_ctrl_c_and_sigterm_stop_every_actor_and_keep_the_partial_run(stepping_dir, how):
+def test_ctrl_c_and_sigterm_stop_every_actor_and_keep_the_partial_run(stepping_dir, tmp_path,
+                                                                     how):
     """Ctrl-C at a terminal reaches the whole process group (the driver, Ray's processes and its
-    workers); SIGTERM only the driver. Either way the run stops in seconds, keeps its episodes,
-    and Ray is gone."""
-    proc = _start_driver()
+    workers); SIGTERM only the driver. Either way the run stops in seconds and is saved with its
+    episodes, the driver exits as after the signal, and Ray is gone."""
+    proc = _start_driver(tmp_path / "run")
     try:
         _wait_for_steps(stepping_dir)
         t = time.time()
@@ -196,22 +219,22 @@ def test_ctrl_c_and_sigterm_stop_every_actor_and_keep_the_partial_run(stepping_d
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
         stopped_in = time.time() - t
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    result = json.loads(out.strip().splitlines()[-1])
-    assert result["status"] == {"ctrl_c": "interrupted", "sigterm": "terminated"}[how]
-    assert result["episodes"] > 0 and 0 < result["step"] < 120_000
-    assert proc.returncode == 0 and stopped_in < 30
+    run = lab.load(tmp_path / "run")
+    assert run.status == {"ctrl_c": "interrupted", "sigterm": "terminated"}[how]
+    assert len(run.history) > 0 and 0 < run.global_step < 120_000
+    assert proc.returncode == {"ctrl_c": 0, "sigterm": 143}[how] and stopped_in < 30
     no_ray_left()
 
 
 @slow
 def test_killing_the_driver_ends_its_ray_and_removes_its_directory(stepping_dir):
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*")))
-    proc = _start_driver()
+    proc = _start_driver(stepping_dir.parent / "run")
     _wait_for_steps(stepping_dir)
     assert ray_processes() != []
     proc.kill()
@@ -228,11 +251,12 @@ TWO_NODE_DRIVER = textwrap.dedent("""
     import json, os, sys
     import ray
     import torch
-    from helpers import train_on_ray
+    import asyncrl_lab as lab
     if __name__ == "__main__":
         ray.init(address=sys.argv[1], log_to_driver=False)
         nodes = {n["NodeID"]: n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]}
-        run = train_on_ray("a3c", workers=2, total_steps=150_000, seed=0, stop_at_return=150)
+        run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=150_000, seed=0,
+                        backend="ray", stop_at_return=150, progress=False)
         print(json.dumps({"status": run.status, "step": run.global_step,
                           "workers": sorted(set(run.history.worker.tolist())),
                           "cpus": sorted(nodes.values()),
@@ -265,3 +289,17 @@ def test_workers_on_a_second_node_train_the_shared_network(tmp_path):
     assert result["cpus"] == [0.0, 2.0]  # the workers (one CPU each) fit only the second node
     assert result["status"] == "finished" and result["workers"] == [0, 1]
     assert result["reached"]  # a rolling mean of 150: an untrained policy balances ~20 steps
+
+
+@slow
+def test_acer_on_ray_keeps_worker_0s_average_network():
+    """ACER's average network theta_a lives in each worker; the run keeps worker 0's, which has
+    moved from the initial network."""
+    run = lab.train("acer", env="CartPole-v1", workers=2, total_steps=8_000, seed=0,
+                    backend="ray", progress=False)
+    torch.manual_seed(0)
+    initial = ACER.build_shared(run.config, *env_spaces("CartPole-v1"))["average_model"]
+    moved = {name for name, value in run.shared_modules["average_model"].items()
+             if not torch.equal(value, initial.state_dict()[name])}
+    assert "policy.weight" in moved and "trunk.0.weight" in moved
+    no_ray_left()

@@ -111,6 +111,9 @@ def test_the_dependencies_of_an_algorithm():
     assert "asyncrl_lab.algos.acer" not in a3c and "asyncrl_lab.algos" not in a3c
     assert not [m for m in a3c if m.startswith("asyncrl_lab.book")]
     assert "asyncrl_lab.algos.one_step_q" in dependencies("one_step_sarsa")  # it imports its loop
+    # the Ray backend only for a run on Ray: changing it leaves the shared-memory studies current
+    assert "asyncrl_lab.ray_backend" not in a3c
+    assert "asyncrl_lab.ray_backend" in dependencies("a3c", backend="ray")
 
 
 def test_an_unknown_study_is_named_with_the_known_ones(tiny_studies):

@@ -48,6 +48,7 @@ RESULTS = PACKAGE.parent / "results" / "studies"
 _MACHINERY = "asyncrl_lab.training"  # what runs every algorithm: train and all it imports
 # the package's and the registry's __init__, and the figure style, which draws and never trains
 _NOT_FOLLOWED = {"asyncrl_lab", "asyncrl_lab.algos", "asyncrl_lab.figstyle"}
+_RAY = "asyncrl_lab.ray_backend"  # followed only for the variants that train on Ray
 
 
 @dataclass(frozen=True)
@@ -211,13 +212,15 @@ def imported_modules(module: str) -> set[str]:
     return found - {module}
 
 
-def dependencies(algo: str) -> list[str]:
+def dependencies(algo: str, backend: str = "processes") -> list[str]:
     """The modules an algorithm's outcome depends on: its own, the machinery `train` runs it
-    through, and all they import, transitively; never the registry or the book support."""
+    through, and all they import, transitively; never the registry or the book support, and the
+    Ray backend only for a run on Ray."""
     seen, todo = set(), [f"asyncrl_lab.algos.{algo}", _MACHINERY]
+    skipped = _NOT_FOLLOWED | ({_RAY} if backend != "ray" else set())
     while todo:
         module = todo.pop()
-        if module in seen or module in _NOT_FOLLOWED or module.startswith("asyncrl_lab.book"):
+        if module in seen or module in skipped or module.startswith("asyncrl_lab.book"):
             continue
         seen.add(module)
         todo.extend(imported_modules(module))
@@ -231,7 +234,7 @@ def digest(study: Study, variant: Variant, seed: int) -> str:
     definition = {"algo": variant.algo, "settings": variant.settings, "seed": seed,
                   "options": study.options, "evaluate": study.evaluate}
     h.update(json.dumps(definition, sort_keys=True, default=repr).encode())
-    for module in dependencies(variant.algo):
+    for module in dependencies(variant.algo, variant.settings.get("backend", "processes")):
         h.update(module.encode() + b"\0" + _source(module) + b"\0")
     return h.hexdigest()[:16]
 
