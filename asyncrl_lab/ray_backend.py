@@ -397,6 +397,10 @@ def run_workers_ray(worker_fn, config, shared: dict, *, progress=None, start_ste
             # after ray.init, which installs a SIGTERM handler of its own that ends the process
             stack.enter_context(sigterm)
             sigterm.stopping = True  # raised inside Ray's waits, a signal breaks them: polled
+            cpus = ray.cluster_resources().get("CPU", 0)
+            if cpus < config.workers:  # the actors would wait for CPUs forever
+                raise ValueError(f"workers={config.workers} needs a CPU each, and the Ray cluster "
+                                 f"has {cpus:g}")
             server = ray.remote(ParameterServer).options(num_cpus=0).remote(
                 shared, config, start_step)
             outcome.refresh_shared = lambda: _pull(server, shared)

@@ -27,7 +27,7 @@ ROOT = Path(helpers.ROOT)
 # Figures each chapter draws when executed (quick mode draws the same figures as the full book).
 MIN_FIGURES = {"book/preface": 1, "book/dqn_to_parallel": 3, "book/parallel_pytorch": 3,
                "book/one_step_q": 3, "book/n_step_q": 3, "book/a3c": 6, "book/a3c_lstm": 2, "book/a2c": 4,
-               "book/acer": 3, "book/claims": 5}
+               "book/acer": 3, "book/claims": 5, "book/scaling_out": 4}
 
 
 def test_every_chapter_is_listed_and_accounted_for():

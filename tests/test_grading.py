@@ -29,7 +29,8 @@ from asyncrl_lab.book.checks import (CHECK_MIME, CHECKS, CheckFailed, check_acto
                                 check_autocorrelation, check_batched_returns, check_iqm,
                                 check_learns, check_lstm_unroll,
                                 check_n_step_returns, check_q_learning_target,
-                                check_retrace_targets, check_rmsprop_step, check_sarsa_target)
+                                check_merge_moments, check_retrace_targets, check_rmsprop_step,
+                                check_sarsa_target)
 from asyncrl_lab.book.grading import SUBMISSION, grade, grade_notebook, read_results
 from asyncrl_lab.history import History
 from asyncrl_lab.losses import actor_critic_loss
@@ -74,7 +75,16 @@ def iqm_by_sorting(scores):
     return x[cut:len(x) - cut].mean()
 
 
-RIGHT = {check_iqm: iqm_by_sorting, check_lstm_unroll: lstm_step_by_step, check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
+def moments_from_sums(count_a, mean_a, var_a, count_b, mean_b, var_b):
+    """The merged moments from the samples' sums of x and of x^2, not Chan's formula: passing
+    tests the check's reference too."""
+    count = count_a + count_b
+    total = count_a * mean_a + count_b * mean_b
+    squares = count_a * (var_a + mean_a ** 2) + count_b * (var_b + mean_b ** 2)
+    return count, total / count, squares / count - (total / count) ** 2
+
+
+RIGHT = {check_merge_moments: moments_from_sums, check_iqm: iqm_by_sorting, check_lstm_unroll: lstm_step_by_step, check_n_step_returns: n_step_returns, check_actor_critic_loss: actor_critic_loss,
          check_autocorrelation: autocorrelation, check_rmsprop_step: rmsprop_from_the_equation,
          check_q_learning_target: q_learning_target, check_sarsa_target: sarsa_target,
          check_batched_returns: batched_n_step_returns, check_retrace_targets: retrace_targets}
@@ -85,6 +95,15 @@ def test_checks_pass_with_the_packages_functions(capsys):
         assert check(fn).status == "pass"
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(RIGHT) and all(line.startswith("✓ ") for line in lines)
+
+
+def test_the_merge_check_names_a_merge_that_forgets_the_means_distance():
+    def pooled(count_a, mean_a, var_a, count_b, mean_b, var_b):
+        count = count_a + count_b
+        return (count, (count_a * mean_a + count_b * mean_b) / count,
+                (count_a * var_a + count_b * var_b) / count)
+
+    assert "var: expected [1.0]" in str(failure(check_merge_moments, pooled))
 
 
 def test_every_check_is_listed_with_its_chapter_and_cases():

@@ -303,3 +303,15 @@ def test_acer_on_ray_keeps_worker_0s_average_network():
              if not torch.equal(value, initial.state_dict()[name])}
     assert "policy.weight" in moved and "trunk.0.weight" in moved
     no_ray_left()
+
+
+@slow
+def test_more_workers_than_the_clusters_cpus_is_an_error_not_a_hang():
+    from asyncrl_lab.ray_backend import ray_session
+
+    with ray_session(cpus=1):
+        with pytest.raises(ValueError, match=r"workers=2 needs a CPU each, and the Ray cluster "
+                                             r"has 1"):
+            lab.train("a3c", env="CartPole-v1", workers=2, total_steps=1_000, backend="ray",
+                      progress=False)
+    no_ray_left()

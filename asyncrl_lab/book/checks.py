@@ -31,6 +31,7 @@ from ..nets import RecurrentActorCritic
 from ..optim import SharedRMSprop
 from ..returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
                        q_learning_target, retrace_targets, sarsa_target)
+from ..ray_backend import Moments, merge_moments
 from .analysis import autocorrelation
 
 CHECK_MIME = "application/vnd.asyncrl-check+json"
@@ -377,6 +378,38 @@ check_iqm = _values_check(
     `metrics.aggregate_iqm`.""", outputs=("iqm",), reference_name="rliable.metrics.aggregate_iqm")
 
 
+# --- scaling out: the parameter server's merge of observation statistics ------------------------
+
+def _merged(count_a, mean_a, var_a, count_b, mean_b, var_b):
+    merged = merge_moments(Moments(count_a, mean_a, var_a), Moments(count_b, mean_b, var_b))
+    return merged.count, merged.mean, merged.var
+
+
+def _moments_case(what: str, a, b) -> tuple:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (what, dict(count_a=float(len(a)), mean_a=a.mean(0) if len(a) else np.zeros(a.shape[1:]),
+                       var_a=a.var(0) if len(a) else np.ones(a.shape[1:]),
+                       count_b=float(len(b)), mean_b=b.mean(0), var_b=b.var(0)))
+
+
+_MOMENTS_CASES = [
+    _moments_case("one number each: 1 and 3", [[1.0]], [[3.0]]),
+    _moments_case("two samples of 4 numbers, unequal sizes", _RNG.normal(2, 1, (30, 4)).round(3),
+                  _RNG.normal(-1, 3, (5, 4)).round(3)),
+    _moments_case("a new normalizer (count 0, variance 1) meets its first batch",
+                  np.zeros((0, 3)), _RNG.normal(0, 2, (8, 3)).round(3)),
+    _moments_case("equal means: the variances average, weighted by count",
+                  [[1.0, 2.0], [3.0, 2.0]], [[0.0, 2.0], [4.0, 2.0], [2.0, 2.0], [2.0, 2.0]]),
+]
+
+
+check_merge_moments = _values_check(
+    "merge_moments", _merged, _MOMENTS_CASES,
+    """Check `fn(count_a, mean_a, var_a, count_b, mean_b, var_b) -> (count, mean, var)` (the
+    moments of two samples together) against `asyncrl_lab.ray_backend.merge_moments`.""",
+    outputs=("count", "mean", "var"), reference_name="asyncrl_lab.ray_backend.merge_moments")
+
+
 # --- the actor-critic loss -----------------------------------------------------------------------
 
 # (what it covers, steps k, actions, entropy_beta, value_loss_coef)
@@ -592,6 +625,8 @@ CHECKS = {check.name: check for check in [
           "the returns of a batch of rollouts with episode ends inside"),
     Check(check_retrace_targets, "acer", "the Retrace targets of a replayed segment"),
     Check(check_iqm, "claims", "the interquartile mean of runs' scores, as rliable computes it"),
+    Check(check_merge_moments, "scaling_out",
+          "the parameter server's merge of two samples' means and variances"),
 ]}
 """Every check by name, in the book's order; the grader finds a notebook's calls through it."""
 

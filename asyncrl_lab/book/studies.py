@@ -176,6 +176,11 @@ STUDIES = {study.name: study for study in [
                 for name, settings in (("per-worker RMSProp", {}),
                                        ("momentum SGD", dict(optimizer="momentum")))
                 for lr in CLAIM_LRS), seeds=(0, 1)),
+    # the same A3C on the shared-memory runtime and on a local Ray (the chapter "Scaling out")
+    Study("scaling_out", "scaling_out",
+          tuple(_cartpole(label, "a3c", 300_000, backend=backend)
+                for label, backend in (("shared memory", "processes"), ("Ray", "ray"))),
+          seeds=tuple(range(5)), options=dict(stop_at_return=475)),
     Study("claims_methods", "claims",
           tuple(Variant(label, algo, dict(env="CartPole-v1", total_steps=300_000,
                                           **({"lstm_cells": 128} if "LSTM" in label else {})))
