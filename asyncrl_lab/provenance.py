@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("asyncrl_lab", "torch", "numpy", "gymnasium", "ale-py")
+PACKAGES = ("asyncrl_lab", "torch", "numpy", "gymnasium", "ale-py", "ray")
 
 
 def _git(*args) -> str | None:
