@@ -48,6 +48,7 @@ def test_a_study_runs_saves_its_provenance_and_loads(tiny_studies):
     assert [len(runs) for runs in result.runs.values()] == [1, 1]
     run = result.runs["A3C, t_max 5"][0]
     assert run.config.t_max == 5 and run.global_step >= 600 and len(run.history) > 0
+    assert run.history.staleness.sum() > 0  # one count per update, kept with the history
     record = json.loads((tiny_studies / "tiny_a3c" / "a3c__t_max_5" / "seed_0" / "run.json")
                         .read_text())
     p = record["provenance"]

@@ -334,7 +334,9 @@ def load_study(name: str, root: Path = RESULTS) -> StudyResult:
         meta = json.loads((path / "config.json").read_text())
         runs[variant.label].append(StudyRun(
             meta["algo"], config_for(meta["algo"]).from_dict(meta["config"]),
-            History.from_csv(path / "history.csv"), meta["status"], meta["global_step"],
+            # runs saved before studies kept the staleness have none (until they are re-run)
+            History.from_csv(path / "history.csv", meta.get("staleness")), meta["status"],
+            meta["global_step"],
             meta["wall_time"], record))
         if record["digest"] != digest(s, variant, seed):
             stale.append((variant.label, seed))
@@ -388,7 +390,8 @@ def _save(s: Study, variant: Variant, seed: int, run, seconds: float, root: Path
     path = _run_dir(s, variant, seed, root)
     path.mkdir(parents=True, exist_ok=True)
     meta = {"algo": run.algo, "status": run.status, "global_step": run.global_step,
-            "wall_time": run.wall_time, "message": run.message, "config": run.config.to_dict()}
+            "wall_time": run.wall_time, "message": run.message, "config": run.config.to_dict(),
+            "staleness": run.history.staleness.tolist()}
     record = {"study": s.name, "variant": variant.label, "seed": seed,
               "digest": digest(s, variant, seed),
               "provenance": prov.provenance(f"make studies ONLY={s.name}", wall_time=seconds)}
