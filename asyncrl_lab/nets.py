@@ -11,6 +11,8 @@ kept in the network itself, so that a checkpoint carries them and evaluation app
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,6 +24,24 @@ def mlp_trunk(obs_dim: int, hidden_sizes) -> tuple[nn.Module, int]:
         layers += [nn.Linear(width, size), nn.Tanh()]
         width = size
     return nn.Sequential(*layers), width
+
+
+class Moments(NamedTuple):
+    """A sample's count, mean and (population) variance: numbers and numpy arrays, or tensors."""
+    count: float
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """The moments of two samples together, from each one's (Chan et al. 1979): how a batch
+    joins the running statistics, and how a Ray parameter server merges its workers'."""
+    total = a.count + b.count
+    if total == 0:
+        return a
+    delta = b.mean - a.mean
+    m2 = a.var * a.count + b.var * b.count + delta ** 2 * a.count * b.count / total
+    return Moments(total, a.mean + delta * b.count / total, m2 / total)
 
 
 class ObsNorm(nn.Module):
@@ -49,17 +69,13 @@ class ObsNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, batch: torch.Tensor):
-        """Merge a batch of observations (n, *obs_shape) into the statistics, in place (Chan et
-        al.'s parallel formula for the mean and variance of two samples)."""
+        """Merge a batch of observations (n, *obs_shape) into the statistics, in place."""
         batch = torch.as_tensor(batch, device=self.mean.device).to(torch.float64)
-        n = batch.shape[0]
-        total = self.count + n
-        delta = batch.mean(0) - self.mean
-        m2 = self.var * self.count + batch.var(0, unbiased=False) * n + \
-            delta ** 2 * self.count * n / total
-        self.mean += delta * n / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
+        merged = merge_moments(Moments(self.count, self.mean, self.var),
+                               Moments(batch.shape[0], batch.mean(0), batch.var(0, unbiased=False)))
+        self.mean.copy_(merged.mean)
+        self.var.copy_(merged.var)
+        self.count.copy_(merged.count)
 
 
 def observe(model: nn.Module, batch):

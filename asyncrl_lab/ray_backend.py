@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from .history import Episode
+from .nets import Moments, merge_moments
 from .parallel import (Outcome, WorkerDied, WorkerError, _Sampler,
                        _SigtermStopsTheRun, _stopped, worker_seeds)
 
@@ -62,23 +63,6 @@ _LOCAL_TOKEN = secrets.token_hex(16)
 
 
 # ----------------------------------------------------------------------------- pure functions
-
-class Moments(NamedTuple):
-    """A sample's count, mean and (population) variance."""
-    count: float
-    mean: np.ndarray
-    var: np.ndarray
-
-
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """The moments of two samples together, from each one's (Chan et al. 1979)."""
-    total = a.count + b.count
-    if total == 0:
-        return a
-    delta = b.mean - a.mean
-    m2 = a.var * a.count + b.var * b.count + delta ** 2 * a.count * b.count / total
-    return Moments(total, a.mean + delta * b.count / total, m2 / total)
-
 
 def moments_since(before: Moments, after: Moments) -> Moments:
     """The moments of the observations added to a sample between `before` and `after`:

@@ -22,7 +22,8 @@ from asyncrl_lab.config import A3CConfig
 from asyncrl_lab.envs import env_spaces
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import WorkerDied, WorkerError
-from asyncrl_lab.ray_backend import Moments, merge_moments, moments_since, run_workers_ray
+from asyncrl_lab.nets import Moments, merge_moments
+from asyncrl_lab.ray_backend import moments_since, run_workers_ray
 
 import asyncrl_lab as lab
 

@@ -27,11 +27,10 @@ import torch
 
 from ..history import History
 from ..losses import actor_critic_loss
-from ..nets import RecurrentActorCritic
+from ..nets import Moments, RecurrentActorCritic, merge_moments
 from ..optim import SharedRMSprop
 from ..returns import (batched_n_step_returns, bootstrap_value, n_step_returns,
                        q_learning_target, retrace_targets, sarsa_target)
-from ..ray_backend import Moments, merge_moments
 from .analysis import autocorrelation
 
 CHECK_MIME = "application/vnd.asyncrl-check+json"
@@ -406,8 +405,8 @@ _MOMENTS_CASES = [
 check_merge_moments = _values_check(
     "merge_moments", _merged, _MOMENTS_CASES,
     """Check `fn(count_a, mean_a, var_a, count_b, mean_b, var_b) -> (count, mean, var)` (the
-    moments of two samples together) against `asyncrl_lab.ray_backend.merge_moments`.""",
-    outputs=("count", "mean", "var"), reference_name="asyncrl_lab.ray_backend.merge_moments")
+    moments of two samples together) against `asyncrl_lab.nets.merge_moments`.""",
+    outputs=("count", "mean", "var"), reference_name="asyncrl_lab.nets.merge_moments")
 
 
 # --- the actor-critic loss -----------------------------------------------------------------------
