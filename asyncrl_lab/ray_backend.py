@@ -58,6 +58,16 @@ _POLL_S = 0.2  # how often the driver asks the server for news (progress, early 
 _NETWORKS_EVERY_S = 10.0  # how often worker 0 sends its target or average network
 _GRACE_S = 5.0  # how long workers get to stop on their own before their actors are killed
 _SESSION_VAR = "ASYNCRL_RAY_SESSION"  # marks the processes of a local Ray started here
+# A local Ray's session directory is SESSION_PREFIX + 8 characters in `session_root()`; its Unix
+# sockets lie below it, at session_<date>_<time>_<usec>_<pid>/sockets/plasma_store, and a
+# socket's path may not exceed 107 bytes.
+SESSION_PREFIX = "ray-"
+_SOCKET_DEPTH = len(f"/{SESSION_PREFIX}12345678/session_2026-12-08_00-13-19_859806_1234567"
+                    "/sockets/plasma_store")
+# A local Ray's shared-memory object store. Ray's default, 30% of the machine's memory, is
+# reserved as address space, so a process with a limit on it (the grader's 4 GB) could not start
+# Ray; parameters and gradients are small (the paper's Atari network: 7 MB), so this is plenty.
+_OBJECT_STORE_BYTES = 256 * 2**20
 # The local clusters' auth token: one per process, since Ray reads it once and keeps it.
 _LOCAL_TOKEN = secrets.token_hex(16)
 
@@ -313,6 +323,13 @@ shutil.rmtree(directory, ignore_errors=True)
 """
 
 
+def session_root() -> str:
+    """The temporary directory (where a grader's sandbox, say, is cleaned up), unless Ray's socket
+    paths below it would be too long; then /tmp, Ray's own default root."""
+    root = tempfile.gettempdir()
+    return root if len(root) + _SOCKET_DEPTH <= 107 else "/tmp"
+
+
 @contextlib.contextmanager
 def ray_session(address: str = "", cpus: int = 2):
     """Ray for a run. A session already started (`ray.init`) is used as it is; with `address`
@@ -333,7 +350,7 @@ def ray_session(address: str = "", cpus: int = 2):
             ray.shutdown()
         return
     session = secrets.token_hex(8)
-    directory = tempfile.mkdtemp(prefix="asyncrl-ray-")
+    directory = tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=session_root())
     reaper = subprocess.Popen([sys.executable, "-c", _reaper_code(), session, directory],
                               stdin=subprocess.PIPE, start_new_session=True)
     # Marks every process Ray starts for this run (they inherit the environment), and gives the
@@ -343,7 +360,8 @@ def ray_session(address: str = "", cpus: int = 2):
     os.environ["RAY_AUTH_TOKEN"] = _LOCAL_TOKEN
     try:
         ray.init(address="local", num_cpus=cpus, _temp_dir=directory, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False,
+                 object_store_memory=_OBJECT_STORE_BYTES)
         yield
     finally:
         with contextlib.suppress(Exception):

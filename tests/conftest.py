@@ -10,6 +10,17 @@ import helpers
 from helpers import subprocess_env
 
 JUPYTER_BOOK = Path(sys.executable).parent / "jupyter-book"
+BUILDS = ("quick_book", "student_edition")  # session fixtures that build the whole book
+# The first test to use one of them pays for the build (up to its subprocess's 900 s) inside
+# its own time limit, on top of its own work (a grader run: up to 600 s). pytest.ini's 300 s
+# would end it mid-build: a whole quick build took 293 s in CI before the 11th chapter.
+BUILD_TIMEOUT_S = 900 + 600
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if set(BUILDS) & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT_S))
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from asyncrl_lab.envs import env_spaces
 from asyncrl_lab.optim import make_optimizer
 from asyncrl_lab.parallel import WorkerDied, WorkerError
 from asyncrl_lab.nets import Moments, merge_moments
-from asyncrl_lab.ray_backend import moments_since, run_workers_ray
+from asyncrl_lab.ray_backend import SESSION_PREFIX, moments_since, run_workers_ray, session_root
 
 import asyncrl_lab as lab
 
@@ -76,7 +76,7 @@ def no_ray_left():
 
 @slow
 def test_a3c_on_ray_learns_cartpole():
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*")))
+    before = set(glob.glob(os.path.join(session_root(), SESSION_PREFIX + "*")))
     run = lab.train("a3c", env="CartPole-v1", workers=2, total_steps=300_000, seed=0,
                     backend="ray", stop_at_return=475, progress=False)
     assert run.history.first_reaching(475) is not None, \
@@ -86,7 +86,7 @@ def test_a3c_on_ray_learns_cartpole():
     # the run's parameters are the server's: an untrained network balances ~20 steps
     assert run.evaluate(episodes=5)["mean"] >= 200
     no_ray_left()
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*"))) == before
+    assert set(glob.glob(os.path.join(session_root(), SESSION_PREFIX + "*"))) == before
     assert not os.path.exists(os.path.expanduser("~/.ray/auth_token"))
 
 
@@ -234,7 +234,7 @@ def test_ctrl_c_and_sigterm_stop_every_actor_and_keep_the_partial_run(stepping_d
 
 @slow
 def test_killing_the_driver_ends_its_ray_and_removes_its_directory(stepping_dir):
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*")))
+    before = set(glob.glob(os.path.join(session_root(), SESSION_PREFIX + "*")))
     proc = _start_driver(stepping_dir.parent / "run")
     _wait_for_steps(stepping_dir)
     assert ray_processes() != []
@@ -242,10 +242,10 @@ def test_killing_the_driver_ends_its_ray_and_removes_its_directory(stepping_dir)
     proc.wait()
     no_ray_left()
     deadline = time.time() + 15
-    while set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*"))) != before \
+    while set(glob.glob(os.path.join(session_root(), SESSION_PREFIX + "*"))) != before \
             and time.time() < deadline:
         time.sleep(0.1)
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "asyncrl-ray-*"))) == before
+    assert set(glob.glob(os.path.join(session_root(), SESSION_PREFIX + "*"))) == before
 
 
 TWO_NODE_DRIVER = textwrap.dedent("""
@@ -271,7 +271,7 @@ def test_workers_on_a_second_node_train_the_shared_network(tmp_path):
     Every worker must run on the second node, and their updates still train theta."""
     env = {**subprocess_env(), "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": os.urandom(16).hex()}
-    temp = tempfile.mkdtemp(prefix="ray2n-")
+    temp = tempfile.mkdtemp(prefix="ray2n-", dir=session_root())  # short: Ray's socket paths
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     port = "6391"
     try:
